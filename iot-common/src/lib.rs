@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod backoff;
+pub mod connection_string;
+pub mod encoding;
+pub mod method;
+pub mod mqtt;
+pub mod properties;
+pub mod registry;
+pub mod sas;
+mod secret;
+pub mod status;
+pub mod topic;
+pub mod twin;
+
+pub use backoff::Backoff;
+pub use connection_string::{
+    ConnectionStringError, DeviceConnectionString, DeviceCredential, ServiceConnectionString,
+};
+pub use method::{CloudToDeviceMethod, CloudToDeviceMethodResult, MethodRequest, MethodResponse};
+pub use properties::{MessageProperties, PropertyError};
+pub use sas::{SasError, SasToken};
+pub use secret::Secret;
+pub use status::{ErrorCode, HubError};
+pub use topic::TopicError;
+pub use twin::{Twin, TwinCollection, TwinError, TwinProperties};
