@@ -48,7 +48,11 @@ impl Backoff {
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
         let base = self.min.saturating_mul(factor).min(self.max);
-        let jitter = if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) };
+        let jitter = if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
         (base + self.max_jitter.mul_f64(jitter)).min(self.max)
     }
 }
@@ -59,7 +63,11 @@ mod tests {
 
     #[test]
     fn grows_then_caps() {
-        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2), Duration::ZERO);
+        let b = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            Duration::ZERO,
+        );
         let delays: Vec<_> = (0..8).map(|a| b.delay(a, 0.5).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
         assert_eq!(b.delay(u32::MAX, f64::NAN), Duration::from_secs(2));

@@ -40,7 +40,9 @@ const SIGNATURE: &str = "SharedAccessSignature";
 const GATEWAY: &str = "GatewayHostName";
 const X509: &str = "x509";
 
-const KNOWN: [&str; 8] = [HOST_NAME, DEVICE_ID, MODULE_ID, KEY, KEY_NAME, SIGNATURE, GATEWAY, X509];
+const KNOWN: [&str; 8] = [
+    HOST_NAME, DEVICE_ID, MODULE_ID, KEY, KEY_NAME, SIGNATURE, GATEWAY, X509,
+];
 
 /// The recognised fields of a connection string; unknown keys are ignored (as the C# and Node
 /// SDKs do), keys match case-insensitively, a trailing `;` is tolerated.
@@ -290,7 +292,11 @@ impl FromStr for DeviceConnectionString {
 /// Treat the output as a secret; use `Debug` for logs.
 impl fmt::Display for DeviceConnectionString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{HOST_NAME}={};{DEVICE_ID}={}", self.host_name, self.device_id)?;
+        write!(
+            f,
+            "{HOST_NAME}={};{DEVICE_ID}={}",
+            self.host_name, self.device_id
+        )?;
         if let Some(m) = &self.module_id {
             write!(f, ";{MODULE_ID}={m}")?;
         }
@@ -417,34 +423,58 @@ mod tests {
 
     #[test]
     fn device_string_round_trips() {
-        let s = format!("HostName=h.example;DeviceId=d1;ModuleId=m1;SharedAccessKey={KEY_B64};GatewayHostName=localhost:18883");
+        let s = format!(
+            "HostName=h.example;DeviceId=d1;ModuleId=m1;SharedAccessKey={KEY_B64};GatewayHostName=localhost:18883"
+        );
         let cs: DeviceConnectionString = s.parse().unwrap();
         assert_eq!(cs.module_id.as_deref(), Some("m1"));
         assert_eq!(cs.endpoint_host(), "localhost:18883");
         assert_eq!(cs.to_string(), s);
-        assert_eq!(cs.to_string().parse::<DeviceConnectionString>().unwrap(), cs);
+        assert_eq!(
+            cs.to_string().parse::<DeviceConnectionString>().unwrap(),
+            cs
+        );
     }
 
     #[test]
     fn keys_are_case_insensitive_and_trailing_semicolon_is_tolerated() {
-        let cs: DeviceConnectionString = format!("hostname=h;deviceid=d;sharedaccesskey={KEY_B64};")
-            .parse()
-            .unwrap();
+        let cs: DeviceConnectionString =
+            format!("hostname=h;deviceid=d;sharedaccesskey={KEY_B64};")
+                .parse()
+                .unwrap();
         assert_eq!(cs.host_name, "h");
     }
 
     #[test]
     fn errors_name_the_field_and_never_the_key() {
         let cases: &[(&str, ConnectionStringError)] = &[
-            ("DeviceId=d;SharedAccessKey=abc=", ConnectionStringError::Missing("HostName")),
-            ("HostName=h;SharedAccessKey=abc=", ConnectionStringError::Missing("DeviceId")),
-            ("HostName=h;DeviceId=d", ConnectionStringError::Missing("SharedAccessKey")),
+            (
+                "DeviceId=d;SharedAccessKey=abc=",
+                ConnectionStringError::Missing("HostName"),
+            ),
+            (
+                "HostName=h;SharedAccessKey=abc=",
+                ConnectionStringError::Missing("DeviceId"),
+            ),
+            (
+                "HostName=h;DeviceId=d",
+                ConnectionStringError::Missing("SharedAccessKey"),
+            ),
             (
                 "HostName=h;DeviceId=d;SharedAccessKey=not*base64!",
-                ConnectionStringError::Invalid { field: "SharedAccessKey", reason: "not a base64 key" },
+                ConnectionStringError::Invalid {
+                    field: "SharedAccessKey",
+                    reason: "not a base64 key",
+                },
             ),
-            ("HostName=h;HostName=g;DeviceId=d", ConnectionStringError::Duplicate("HostName")),
-            ("HostName=h;garbage;DeviceId=d", ConnectionStringError::Malformed(2)),
+            (
+                "HostName=h;HostName=g;DeviceId=d",
+                ConnectionStringError::Duplicate("HostName"),
+            ),
+            (
+                "HostName=h;garbage;DeviceId=d",
+                ConnectionStringError::Malformed(2),
+            ),
             (
                 "HostName=h;DeviceId=d;SharedAccessKey=abc=;x509=true",
                 ConnectionStringError::Conflict("SharedAccessKey", "x509"),
@@ -466,7 +496,12 @@ mod tests {
             format!("HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY_B64}")
                 .parse()
                 .unwrap();
-        for out in [format!("{cs:?}"), format!("{cs:#?}"), format!("{sc:?}"), format!("{sc:#?}")] {
+        for out in [
+            format!("{cs:?}"),
+            format!("{cs:#?}"),
+            format!("{sc:?}"),
+            format!("{sc:#?}"),
+        ] {
             assert!(!out.contains(KEY_B64), "{out}");
             assert!(!out.contains("AAECAw"), "{out}");
         }
@@ -476,8 +511,13 @@ mod tests {
     fn sas_and_x509_forms() {
         let tok = "SharedAccessSignature sr=h%2Fdevices%2Fd&sig=abc%3D&se=1700000000";
         let cs: DeviceConnectionString =
-            format!("HostName=h;DeviceId=d;SharedAccessSignature={tok}").parse().unwrap();
-        assert!(matches!(cs.credential, DeviceCredential::SharedAccessSignature(_)));
+            format!("HostName=h;DeviceId=d;SharedAccessSignature={tok}")
+                .parse()
+                .unwrap();
+        assert!(matches!(
+            cs.credential,
+            DeviceCredential::SharedAccessSignature(_)
+        ));
         assert!(!format!("{cs:?}").contains("abc%3D"));
         let cs: DeviceConnectionString = "HostName=h;DeviceId=d;x509=true".parse().unwrap();
         assert_eq!(cs.credential, DeviceCredential::X509);

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod connection_string;
 pub mod encoding;
+pub mod job;
 pub mod method;
 pub mod mqtt;
 pub mod properties;
@@ -21,6 +22,7 @@ pub use backoff::Backoff;
 pub use connection_string::{
     ConnectionStringError, DeviceConnectionString, DeviceCredential, ServiceConnectionString,
 };
+pub use job::{JobRequest, JobResponse, JobStatus, JobType};
 pub use method::{CloudToDeviceMethod, CloudToDeviceMethodResult, MethodRequest, MethodResponse};
 pub use properties::{MessageProperties, PropertyError};
 pub use sas::{SasError, SasToken};

@@ -204,7 +204,9 @@ impl MethodResponse {
     pub fn error(status: i32, message: &str) -> Self {
         Self {
             status,
-            payload: serde_json::json!({ "message": message }).to_string().into_bytes(),
+            payload: serde_json::json!({ "message": message })
+                .to_string()
+                .into_bytes(),
         }
     }
 }
@@ -239,9 +241,16 @@ mod tests {
         m.connect_timeout_in_seconds = Some(301);
         assert_eq!(m.validate(), Err(MethodError::ConnectTimeout));
         let big = CloudToDeviceMethod::new("x", Value::String("a".repeat(MAX_PAYLOAD_BYTES)));
-        assert!(matches!(big.validate(), Err(MethodError::PayloadTooLarge(_))));
+        assert!(matches!(
+            big.validate(),
+            Err(MethodError::PayloadTooLarge(_))
+        ));
         for bad in ["", "a/b", "a b", "a#", "a+b", "$x", "é"] {
-            assert_eq!(validate_method_name(bad), Err(MethodError::InvalidName), "{bad}");
+            assert_eq!(
+                validate_method_name(bad),
+                Err(MethodError::InvalidName),
+                "{bad}"
+            );
         }
         assert_eq!(validate_method_name("component*reboot_2-x.y"), Ok(()));
     }
@@ -250,7 +259,12 @@ mod tests {
     fn device_side_payloads() {
         let r = MethodRequest::new("m", "1", b"{\"delay\":1}".to_vec());
         assert_eq!(r.json::<Value>().unwrap()["delay"], 1);
-        assert_eq!(MethodRequest::new("m", "1", vec![]).json::<Option<u32>>().unwrap(), None);
+        assert_eq!(
+            MethodRequest::new("m", "1", vec![])
+                .json::<Option<u32>>()
+                .unwrap(),
+            None
+        );
         assert_eq!(MethodResponse::ok(&json!({"a":1})).payload, b"{\"a\":1}");
         assert_eq!(MethodResponse::empty(404).payload, b"null");
     }

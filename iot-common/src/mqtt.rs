@@ -96,7 +96,11 @@ mod tests {
         let info = parse_username(u, "myDevice").unwrap();
         assert_eq!(info.host, "localhost");
         assert_eq!(info.api_version.as_deref(), Some("2019-10-01"));
-        assert!(info.client_type.unwrap().starts_with("azure-iot-device-iothub-py/2.14.0("));
+        assert!(
+            info.client_type
+                .unwrap()
+                .starts_with("azure-iot-device-iothub-py/2.14.0(")
+        );
     }
 
     #[test]
@@ -111,7 +115,14 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let u = username("h.example", "d", Some("m"), API_VERSION, "x/1 (y; z)", Some("dtmi:a;1"));
+        let u = username(
+            "h.example",
+            "d",
+            Some("m"),
+            API_VERSION,
+            "x/1 (y; z)",
+            Some("dtmi:a;1"),
+        );
         let info = parse_username(&u, &client_id("d", Some("m"))).unwrap();
         assert_eq!(info.client_type.as_deref(), Some("x/1 (y; z)"));
         assert_eq!(info.model_id.as_deref(), Some("dtmi:a;1"));

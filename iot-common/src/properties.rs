@@ -212,7 +212,13 @@ mod tests {
 
     #[test]
     fn bad_encoding_is_an_error() {
-        assert_eq!(MessageProperties::decode("a=%FF"), Err(PropertyError::Encoding));
-        assert_eq!(MessageProperties::decode("=x"), Err(PropertyError::EmptyKey));
+        assert_eq!(
+            MessageProperties::decode("a=%FF"),
+            Err(PropertyError::Encoding)
+        );
+        assert_eq!(
+            MessageProperties::decode("=x"),
+            Err(PropertyError::EmptyKey)
+        );
     }
 }

@@ -108,7 +108,12 @@ impl SasToken {
         key: &Secret,
         expires_at: u64,
     ) -> Result<Self, SasError> {
-        Self::sign(&device_resource(host, device_id, None), key, None, expires_at)
+        Self::sign(
+            &device_resource(host, device_id, None),
+            key,
+            None,
+            expires_at,
+        )
     }
 
     /// A module token: resource `{host}/devices/{device_id}/modules/{module_id}`, no `skn`.
@@ -274,7 +279,11 @@ pub fn scope_covers(scope: &str, target: &str) -> bool {
     }
     fn bare(host: &str) -> &str {
         host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         })
     }
     let (scope_host, scope_path) = split(scope);
@@ -351,7 +360,10 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        assert_eq!(SasToken::parse("sr=a&sig=b&se=1"), Err(SasError::MissingPrefix));
+        assert_eq!(
+            SasToken::parse("sr=a&sig=b&se=1"),
+            Err(SasError::MissingPrefix)
+        );
         assert_eq!(
             SasToken::parse("SharedAccessSignature sr=a&se=1"),
             Err(SasError::MissingField("sig"))

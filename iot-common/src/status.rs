@@ -224,7 +224,10 @@ mod tests {
         assert_eq!(e.code, Some(ErrorCode::DeviceNotOnline));
         assert_eq!(e.message, "Timed out waiting for device to connect.");
         let twin = r#"{"errorCode":400004,"trackingId":"t","message":"Value of Property or Tag cannot be null.","timestampUtc":"x"}"#;
-        assert_eq!(HubError::parse(twin, None).code, Some(ErrorCode::ArgumentInvalid));
+        assert_eq!(
+            HubError::parse(twin, None).code,
+            Some(ErrorCode::ArgumentInvalid)
+        );
         assert_eq!(HubError::parse("<html>", None).message, "<html>");
     }
 }

@@ -280,7 +280,11 @@ impl DeviceTopic {
     /// # Errors
     /// [`TopicError::WrongIdentity`] for another identity's topic, [`TopicError::Unknown`] for
     /// anything that is not a device-to-hub topic.
-    pub fn parse(topic: &str, device_id: &str, module_id: Option<&str>) -> Result<Self, TopicError> {
+    pub fn parse(
+        topic: &str,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Result<Self, TopicError> {
         if let Some(rest) = topic.strip_prefix(METHOD_RES) {
             let (status, query) = rest
                 .split_once('/')
@@ -343,7 +347,11 @@ impl Subscription {
     /// # Errors
     /// [`TopicError::WrongIdentity`] for another identity's filter, [`TopicError::Unknown`]
     /// for anything else that is not a documented filter.
-    pub fn parse(filter: &str, device_id: &str, module_id: Option<&str>) -> Result<Self, TopicError> {
+    pub fn parse(
+        filter: &str,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Result<Self, TopicError> {
         match filter {
             METHODS_FILTER => return Ok(Self::Methods),
             TWIN_RESPONSE_FILTER => return Ok(Self::TwinResponses),
@@ -383,15 +391,26 @@ mod tests {
         let cases: Vec<(&str, Inbound<'_>)> = vec![
             (
                 "$iothub/methods/POST/rebootDevice/?$rid=1",
-                Inbound::MethodRequest { name: "rebootDevice", rid: "1" },
+                Inbound::MethodRequest {
+                    name: "rebootDevice",
+                    rid: "1",
+                },
             ),
             (
                 "$iothub/twin/res/204/?$rid=c23c7157&$version=2",
-                Inbound::TwinResponse { status: 204, rid: "c23c7157", version: Some(2) },
+                Inbound::TwinResponse {
+                    status: 204,
+                    rid: "c23c7157",
+                    version: Some(2),
+                },
             ),
             (
                 "$iothub/twin/res/200/?$rid=6b65",
-                Inbound::TwinResponse { status: 200, rid: "6b65", version: None },
+                Inbound::TwinResponse {
+                    status: 200,
+                    rid: "6b65",
+                    version: None,
+                },
             ),
             (
                 "$iothub/twin/PATCH/properties/desired/?$version=3",
@@ -410,7 +429,9 @@ mod tests {
             ),
             (
                 "devices/d/messages/devicebound/",
-                Inbound::C2d { properties: MessageProperties::default() },
+                Inbound::C2d {
+                    properties: MessageProperties::default(),
+                },
             ),
             (
                 "devices/d/modules/m/inputs/in1/a=b",
@@ -444,7 +465,9 @@ mod tests {
 
     #[test]
     fn builders_match_the_reference() {
-        let p = MessageProperties::new().message_id("m").content_type("application/json");
+        let p = MessageProperties::new()
+            .message_id("m")
+            .content_type("application/json");
         assert_eq!(
             telemetry_topic("d", None, &p),
             "devices/d/messages/events/%24.mid=m&%24.ct=application%2Fjson"
@@ -453,7 +476,10 @@ mod tests {
             telemetry_topic("d", Some("m"), &MessageProperties::new()),
             "devices/d/modules/m/messages/events/"
         );
-        assert_eq!(method_response_topic(200, "1"), "$iothub/methods/res/200/?$rid=1");
+        assert_eq!(
+            method_response_topic(200, "1"),
+            "$iothub/methods/res/200/?$rid=1"
+        );
         assert_eq!(twin_get_topic("r"), "$iothub/twin/GET/?$rid=r");
         assert_eq!(
             twin_patch_reported_topic("r"),
@@ -467,14 +493,19 @@ mod tests {
             desired_patch_topic(4),
             "$iothub/twin/PATCH/properties/desired/?$version=4"
         );
-        assert_eq!(method_request_topic("reboot", "7"), "$iothub/methods/POST/reboot/?$rid=7");
+        assert_eq!(
+            method_request_topic("reboot", "7"),
+            "$iothub/methods/POST/reboot/?$rid=7"
+        );
     }
 
     #[test]
     fn device_topics_are_bound_to_their_identity() {
         assert_eq!(
             DeviceTopic::parse("devices/d/messages/events/", "d", None).unwrap(),
-            DeviceTopic::Telemetry { properties: MessageProperties::default() }
+            DeviceTopic::Telemetry {
+                properties: MessageProperties::default()
+            }
         );
         assert_eq!(
             DeviceTopic::parse("devices/e/messages/events/", "d", None),
@@ -484,22 +515,36 @@ mod tests {
             DeviceTopic::parse("devices/d/messages/events/", "d", Some("m")),
             Err(TopicError::WrongIdentity)
         );
-        assert!(DeviceTopic::parse("devices/d/modules/m/messages/events/a=1", "d", Some("m")).is_ok());
+        assert!(
+            DeviceTopic::parse("devices/d/modules/m/messages/events/a=1", "d", Some("m")).is_ok()
+        );
         assert_eq!(
             DeviceTopic::parse("$iothub/methods/res/404/?$rid=2", "d", None).unwrap(),
-            DeviceTopic::MethodResponse { status: 404, rid: "2".into() }
+            DeviceTopic::MethodResponse {
+                status: 404,
+                rid: "2".into()
+            }
         );
         assert_eq!(
             DeviceTopic::parse("devices/d/messages/devicebound/", "d", None),
             Err(TopicError::Unknown)
         );
-        assert_eq!(DeviceTopic::parse("anything", "d", None), Err(TopicError::Unknown));
+        assert_eq!(
+            DeviceTopic::parse("anything", "d", None),
+            Err(TopicError::Unknown)
+        );
     }
 
     #[test]
     fn subscriptions() {
-        assert_eq!(Subscription::parse(METHODS_FILTER, "d", None), Ok(Subscription::Methods));
-        assert_eq!(Subscription::parse(&c2d_filter("d"), "d", None), Ok(Subscription::C2d));
+        assert_eq!(
+            Subscription::parse(METHODS_FILTER, "d", None),
+            Ok(Subscription::Methods)
+        );
+        assert_eq!(
+            Subscription::parse(&c2d_filter("d"), "d", None),
+            Ok(Subscription::C2d)
+        );
         assert_eq!(
             Subscription::parse("devices/+/messages/devicebound/#", "d", None),
             Ok(Subscription::C2d)
@@ -512,6 +557,9 @@ mod tests {
             Subscription::parse(&module_inputs_filter("d", "m"), "d", Some("m")),
             Ok(Subscription::ModuleInputs)
         );
-        assert_eq!(Subscription::parse("#", "d", None), Err(TopicError::Unknown));
+        assert_eq!(
+            Subscription::parse("#", "d", None),
+            Err(TopicError::Unknown)
+        );
     }
 }

@@ -99,7 +99,10 @@ fn validate_key(path: &str, key: &str) -> Result<(), TwinError> {
         "empty"
     } else if key.len() > MAX_KEY_BYTES {
         "longer than 1 KB"
-    } else if key.chars().any(|c| c == '.' || c == '$' || c == ' ' || c.is_control()) {
+    } else if key
+        .chars()
+        .any(|c| c == '.' || c == '$' || c == ' ' || c.is_control())
+    {
         "contains `.`, `$`, a space or a control character"
     } else {
         return Ok(());
@@ -110,7 +113,12 @@ fn validate_key(path: &str, key: &str) -> Result<(), TwinError> {
     })
 }
 
-fn validate_value(path: &str, value: &Value, depth: usize, in_array: bool) -> Result<(), TwinError> {
+fn validate_value(
+    path: &str,
+    value: &Value,
+    depth: usize,
+    in_array: bool,
+) -> Result<(), TwinError> {
     match value {
         Value::Null if in_array => Err(TwinError::NullInArray(path.to_owned())),
         Value::String(s) if s.len() > MAX_STRING_BYTES => {
@@ -503,20 +511,31 @@ mod tests {
         let mut t = obj(json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2], "f": 1}));
         merge_patch(
             &mut t,
-            &obj(json!({"a": null, "b": {"c": null, "x": 9}, "e": [3], "f": {"g": 1}, "$version": 9, "missing": null})),
+            &obj(
+                json!({"a": null, "b": {"c": null, "x": 9}, "e": [3], "f": {"g": 1}, "$version": 9, "missing": null}),
+            ),
         );
-        assert_eq!(Value::Object(t), json!({"b": {"d": 3, "x": 9}, "e": [3], "f": {"g": 1}}));
+        assert_eq!(
+            Value::Object(t),
+            json!({"b": {"d": 3, "x": 9}, "e": [3], "f": {"g": 1}})
+        );
     }
 
     #[test]
     fn key_depth_array_and_number_rules() {
         let r = TwinSection::Reported;
-        assert!(matches!(validate_patch(r, &json!([1])), Err(TwinError::NotAnObject(_))));
+        assert!(matches!(
+            validate_patch(r, &json!([1])),
+            Err(TwinError::NotAnObject(_))
+        ));
         for bad in ["a.b", "$x", "a b", "a\u{1}", ""] {
             let mut m = Map::new();
             m.insert(bad.into(), json!(1));
             assert!(
-                matches!(validate_patch(r, &Value::Object(m)), Err(TwinError::InvalidKey { .. })),
+                matches!(
+                    validate_patch(r, &Value::Object(m)),
+                    Err(TwinError::InvalidKey { .. })
+                ),
                 "{bad:?}"
             );
         }
@@ -541,28 +560,49 @@ mod tests {
     fn ten_levels_pass_eleven_fail() {
         // The docs' valid example: objects `one`..`ten`, a primitive inside `ten`.
         let mut ten = json!({"leaf": 1});
-        for k in ["ten", "nine", "eight", "seven", "six", "five", "four", "three", "two", "one"] {
+        for k in [
+            "ten", "nine", "eight", "seven", "six", "five", "four", "three", "two", "one",
+        ] {
             ten = json!({ k: ten });
         }
         assert!(validate_patch(TwinSection::Tags, &ten).is_ok());
         let eleven = json!({ "zero": ten });
-        assert!(matches!(validate_patch(TwinSection::Tags, &eleven), Err(TwinError::TooDeep(_))));
+        assert!(matches!(
+            validate_patch(TwinSection::Tags, &eleven),
+            Err(TwinError::TooDeep(_))
+        ));
     }
 
     #[test]
     fn size_algorithm() {
         let m = obj(json!({"ab": "xyz", "n": 1, "b": true, "o": {"k": "v"}, "$version": 1}));
-        assert_eq!(document_size(&m), (2 + 3) + (1 + 8) + (1 + 4) + (1 + (1 + 1)));
+        assert_eq!(
+            document_size(&m),
+            (2 + 3) + (1 + 8) + (1 + 4) + (1 + (1 + 1))
+        );
         let big = obj(json!({"s": "x".repeat(4000), "t": "x".repeat(4000), "u": "x".repeat(400)}));
-        assert!(matches!(check_size(TwinSection::Tags, &big), Err(TwinError::TooLarge { .. })));
+        assert!(matches!(
+            check_size(TwinSection::Tags, &big),
+            Err(TwinError::TooLarge { .. })
+        ));
         assert!(check_size(TwinSection::Desired, &big).is_ok());
     }
 
     #[test]
     fn metadata_follows_the_tree() {
         let mut meta = Map::new();
-        update_metadata(&mut meta, &obj(json!({"a": {"b": 1, "c": 2}, "d": 1})), "t1", Some(2));
-        update_metadata(&mut meta, &obj(json!({"a": {"b": 5}, "d": null})), "t2", Some(3));
+        update_metadata(
+            &mut meta,
+            &obj(json!({"a": {"b": 1, "c": 2}, "d": 1})),
+            "t1",
+            Some(2),
+        );
+        update_metadata(
+            &mut meta,
+            &obj(json!({"a": {"b": 5}, "d": null})),
+            "t2",
+            Some(3),
+        );
         let meta = Value::Object(meta);
         assert_eq!(meta["$lastUpdated"], "t2");
         assert_eq!(meta["a"]["$lastUpdated"], "t2");
@@ -573,9 +613,10 @@ mod tests {
 
     #[test]
     fn collection_serde() {
-        let c: TwinCollection =
-            serde_json::from_value(json!({"x": 1, "$version": 4, "$metadata": {"$lastUpdated": "t"}}))
-                .unwrap();
+        let c: TwinCollection = serde_json::from_value(
+            json!({"x": 1, "$version": 4, "$metadata": {"$lastUpdated": "t"}}),
+        )
+        .unwrap();
         assert_eq!(c.version, Some(4));
         assert_eq!(c.get::<u32>("x").unwrap().unwrap(), 1);
         assert!(c.get::<String>("x").unwrap().is_err());

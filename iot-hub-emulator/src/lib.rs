@@ -1,1 +1,516 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+mod auth;
+pub mod dev_keys;
+mod error;
+mod http;
+mod hub;
+mod identities;
+mod jobs;
+mod methods;
+mod mqtt;
+mod query;
+mod query_api;
+mod registry;
+mod seed;
+mod tls;
+mod twin_state;
+mod twins;
+
+pub use error::EmulatorError;
+pub use hub::TelemetryRecord;
+pub use registry::Rights;
+
+use hub::{Hub, HubOptions, lock};
+use iot_common::Secret;
+use iot_common::registry::{Device, SymmetricKey};
+use registry::{Policy, Registry, default_policies, generate_key};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// Entry point: `Emulator::builder()…start().await`.
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// A builder with the library defaults: loopback, ephemeral ports (port 0), host name
+    /// `localhost`, state in memory, the well-known development keys and device.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+}
+
+/// Configures and starts an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    bind: IpAddr,
+    mqtt_port: u16,
+    https_port: u16,
+    plain_mqtt_port: Option<u16>,
+    host_name: String,
+    state_dir: Option<PathBuf>,
+    seed_file: Option<PathBuf>,
+    cert_dir: Option<PathBuf>,
+    policy_key: Option<Secret>,
+    devices: Vec<(String, Option<Secret>)>,
+    token_grace: Duration,
+    telemetry_capacity: usize,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mqtt_port: 0,
+            https_port: 0,
+            plain_mqtt_port: None,
+            host_name: "localhost".into(),
+            state_dir: None,
+            seed_file: None,
+            cert_dir: None,
+            policy_key: None,
+            devices: Vec::new(),
+            token_grace: Duration::ZERO,
+            telemetry_capacity: 10_000,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// The address to listen on (default `127.0.0.1`). On a non-loopback address the
+    /// well-known development keys are neither generated nor accepted.
+    pub fn bind(mut self, addr: IpAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// MQTT over TLS port (0 picks a free one; the binary defaults to 8883).
+    pub fn mqtt_port(mut self, port: u16) -> Self {
+        self.mqtt_port = port;
+        self
+    }
+
+    /// HTTPS (REST and MQTT over WebSockets) port (0 picks a free one; the binary defaults
+    /// to 8443).
+    pub fn https_port(mut self, port: u16) -> Self {
+        self.https_port = port;
+        self
+    }
+
+    /// Also listen for MQTT without TLS on this port (0 picks a free one). Off by default.
+    pub fn plain_mqtt_port(mut self, port: u16) -> Self {
+        self.plain_mqtt_port = Some(port);
+        self
+    }
+
+    /// The hub's host name (default `localhost`): what clients put in `HostName`, SAS
+    /// resources and MQTT usernames.
+    pub fn host_name(mut self, name: impl Into<String>) -> Self {
+        self.host_name = name.into();
+        self
+    }
+
+    /// Keep the registry and twins in `DIR/registry.json`, written atomically.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Pre-register devices from a JSON seed file (see the crate README for the format).
+    pub fn seed_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.seed_file = Some(path.into());
+        self
+    }
+
+    /// Load `ca.pem`, `server.pem`, `server-key.pem` from `DIR`, or generate and write them
+    /// there on first start.
+    pub fn cert_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cert_dir = Some(dir.into());
+        self
+    }
+
+    /// The key of every default shared access policy, instead of the well-known one.
+    pub fn policy_key(mut self, key: Secret) -> Self {
+        self.policy_key = Some(key);
+        self
+    }
+
+    /// Pre-register a device; with `None` a key is generated.
+    pub fn device(mut self, id: impl Into<String>, key: Option<Secret>) -> Self {
+        self.devices.push((id.into(), key));
+        self
+    }
+
+    /// How long a connection may outlive its token's expiry (default 0).
+    pub fn token_grace(mut self, grace: Duration) -> Self {
+        self.token_grace = grace;
+        self
+    }
+
+    /// How many telemetry messages are kept (oldest dropped first; default 10 000).
+    pub fn telemetry_capacity(mut self, n: usize) -> Self {
+        self.telemetry_capacity = n.max(1);
+        self
+    }
+
+    fn build_registry(&self, loopback: bool) -> Result<Registry, EmulatorError> {
+        let state_file = self.state_dir.as_ref().map(|d| d.join("registry.json"));
+        let mut reg = match &state_file {
+            Some(f) if f.exists() => {
+                let bytes = std::fs::read(f)?;
+                serde_json::from_slice::<Registry>(&bytes)
+                    .map_err(|e| EmulatorError::State(format!("{}: {e}", f.display())))?
+            }
+            _ => Registry::default(),
+        };
+        for rec in reg.devices.values_mut() {
+            rec.device.connection_state = Default::default();
+            for m in rec.modules.values_mut() {
+                m.module.connection_state = Default::default();
+            }
+        }
+        if let Some(k) = &self.policy_key {
+            if !loopback && dev_keys::is_well_known(k.expose()) {
+                return Err(EmulatorError::Config(
+                    "the well-known development key is refused on a non-loopback address".into(),
+                ));
+            }
+            iot_common::connection_string::validate_key("policy key", k.expose())
+                .map_err(|e| EmulatorError::Config(e.to_string()))?;
+        }
+        for (name, rights) in default_policies() {
+            let entry = reg.policies.entry(name.to_owned());
+            let (primary, secondary) = match (&self.policy_key, loopback) {
+                (Some(k), _) => (k.clone(), generate_key()),
+                (None, true) => (
+                    Secret::new(dev_keys::DEV_POLICY_PRIMARY_KEY),
+                    Secret::new(dev_keys::DEV_POLICY_SECONDARY_KEY),
+                ),
+                (None, false) => (generate_key(), generate_key()),
+            };
+            match entry {
+                std::collections::btree_map::Entry::Occupied(mut e) if self.policy_key.is_some() => {
+                    e.get_mut().primary = primary;
+                }
+                std::collections::btree_map::Entry::Occupied(_) => {}
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Policy { primary, secondary, rights });
+                }
+            }
+        }
+        let now = hub::now_string();
+        let add = |reg: &mut Registry, id: &str, keys: SymmetricKey| -> Result<(), EmulatorError> {
+            iot_common::connection_string::validate_id("deviceId", id)
+                .map_err(|e| EmulatorError::Config(e.to_string()))?;
+            if !reg.devices.contains_key(id) {
+                let mut d = Device::new(id, Some(keys));
+                d.etag = Some(reg.next_etag());
+                reg.devices.insert(
+                    id.to_owned(),
+                    registry::DeviceRecord {
+                        device: d,
+                        twin: twin_state::TwinState::new(&now),
+                        modules: Default::default(),
+                    },
+                );
+            }
+            Ok(())
+        };
+        let dev_keys = if loopback {
+            SymmetricKey::new(
+                Secret::new(dev_keys::DEV_DEVICE_PRIMARY_KEY),
+                Secret::new(dev_keys::DEV_DEVICE_SECONDARY_KEY),
+            )
+        } else {
+            SymmetricKey::new(generate_key(), generate_key())
+        };
+        add(&mut reg, dev_keys::DEV_DEVICE_ID, dev_keys)?;
+        if let Some(seed) = &self.seed_file {
+            for (id, keys) in seed::read(seed)? {
+                add(&mut reg, &id, keys)?;
+            }
+        }
+        for (id, key) in &self.devices {
+            let key = key.clone().unwrap_or_else(generate_key);
+            add(&mut reg, id, SymmetricKey::new(key, generate_key()))?;
+        }
+        Ok(reg)
+    }
+
+    /// Binds the listeners and starts serving.
+    ///
+    /// # Errors
+    /// Bind failures, unreadable state/seed/certificate files, or an invalid configuration.
+    pub async fn start(self) -> Result<RunningEmulator, EmulatorError> {
+        let loopback = self.bind.is_loopback();
+        let registry = self.build_registry(loopback)?;
+        let state_path = match &self.state_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                Some(d.join("registry.json"))
+            }
+            None => None,
+        };
+        let tls = tls::load_or_generate(self.cert_dir.as_deref(), std::slice::from_ref(&self.host_name))?;
+        let mqtt_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"mqtt"])?);
+        let https_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"http/1.1"])?);
+        let hub = Arc::new(Hub::new(
+            HubOptions {
+                host_name: self.host_name.clone(),
+                token_grace: self.token_grace,
+                telemetry_capacity: self.telemetry_capacity,
+                state_path,
+                refuse_well_known: !loopback,
+            },
+            registry,
+        ));
+        hub.mark_dirty();
+        hub.flush()?;
+        let mqtt_listener = TcpListener::bind((self.bind, self.mqtt_port)).await?;
+        let https_listener = TcpListener::bind((self.bind, self.https_port)).await?;
+        let plain_listener = match self.plain_mqtt_port {
+            Some(p) => Some(TcpListener::bind((self.bind, p)).await?),
+            None => None,
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mqtt_addr = mqtt_listener.local_addr()?;
+        let https_addr = https_listener.local_addr()?;
+        let plain_mqtt_addr = plain_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let mut tasks = vec![
+            tokio::spawn(mqtt::accept_loop(hub.clone(), mqtt_listener, Some(mqtt_tls), shutdown_rx.clone())),
+            tokio::spawn(http::accept_loop(
+                https_listener,
+                https_tls,
+                http::AppState { hub: hub.clone(), shutdown: shutdown_rx.clone() },
+            )),
+            tokio::spawn(flush_loop(hub.clone(), shutdown_rx.clone())),
+            tokio::spawn(jobs::scheduler(hub.clone(), shutdown_rx.clone())),
+        ];
+        if let Some(l) = plain_listener {
+            tasks.push(tokio::spawn(mqtt::accept_loop(hub.clone(), l, None, shutdown_rx.clone())));
+        }
+        Ok(RunningEmulator {
+            hub,
+            mqtt_addr,
+            https_addr,
+            plain_mqtt_addr,
+            ca_pem: tls.ca_pem,
+            ca_path: tls.ca_path,
+            shutdown: shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+async fn flush_loop(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = hub.flush() {
+            tracing::warn!(error = %e, "could not write the state file");
+        }
+    }
+}
+
+/// A running emulator: its addresses, CA, connection strings, and controls for tests.
+///
+/// Dropping it stops the listeners; [`RunningEmulator::shutdown`] also waits for them and
+/// flushes `--state`.
+#[derive(Debug)]
+pub struct RunningEmulator {
+    hub: Arc<Hub>,
+    mqtt_addr: SocketAddr,
+    https_addr: SocketAddr,
+    plain_mqtt_addr: Option<SocketAddr>,
+    ca_pem: String,
+    ca_path: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn endpoint(host: &str, port: u16, default: u16) -> String {
+    if port == default {
+        host.to_owned()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl RunningEmulator {
+    /// The MQTT over TLS address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// The HTTPS address (REST and MQTT over WebSockets).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The plain MQTT address, when enabled.
+    pub fn plain_mqtt_addr(&self) -> Option<SocketAddr> {
+        self.plain_mqtt_addr
+    }
+
+    /// The hub host name.
+    pub fn host_name(&self) -> &str {
+        self.hub.host_name()
+    }
+
+    /// The CA certificate (PEM) that clients must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Where the CA certificate was written, when a certificate directory is in use.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
+    }
+
+    fn dial_host(&self) -> &str {
+        if self.mqtt_addr.ip().is_loopback() { "localhost" } else { self.hub.host_name() }
+    }
+
+    /// `https://localhost:{port}`: the REST base URL.
+    pub fn https_url(&self) -> String {
+        format!("https://{}:{}", self.dial_host(), self.https_addr.port())
+    }
+
+    /// A service connection string for a shared access policy (e.g. `iothubowner`).
+    pub fn policy_connection_string(&self, policy: &str) -> Option<String> {
+        let key = lock(&self.hub.registry).policies.get(policy)?.primary.clone();
+        Some(format!(
+            "HostName={};SharedAccessKeyName={policy};SharedAccessKey={}",
+            endpoint(self.hub.host_name(), self.https_addr.port(), 443),
+            key.expose()
+        ))
+    }
+
+    /// The `iothubowner` connection string.
+    pub fn service_connection_string(&self) -> String {
+        self.policy_connection_string("iothubowner").unwrap_or_default()
+    }
+
+    fn identity_connection_string(&self, device: &str, module: Option<&str>) -> Option<String> {
+        let reg = lock(&self.hub.registry);
+        let rec = reg.devices.get(device)?;
+        let keys = match module {
+            Some(m) => rec.modules.get(m)?.module.authentication.symmetric_key.clone(),
+            None => rec.device.authentication.symmetric_key.clone(),
+        }?;
+        let key = keys.primary_key?;
+        let mut s = format!("HostName={};DeviceId={device}", self.hub.host_name());
+        if let Some(m) = module {
+            s.push_str(&format!(";ModuleId={m}"));
+        }
+        s.push_str(&format!(";SharedAccessKey={}", key.expose()));
+        if self.mqtt_addr.port() != 8883 || self.dial_host() != self.hub.host_name() {
+            s.push_str(&format!(
+                ";GatewayHostName={}",
+                endpoint(self.dial_host(), self.mqtt_addr.port(), 8883)
+            ));
+        }
+        Some(s)
+    }
+
+    /// The connection string of a registered device (MQTT over TLS).
+    pub fn device_connection_string(&self, device_id: &str) -> Option<String> {
+        self.identity_connection_string(device_id, None)
+    }
+
+    /// The connection string of a registered module.
+    pub fn module_connection_string(&self, device_id: &str, module_id: &str) -> Option<String> {
+        self.identity_connection_string(device_id, Some(module_id))
+    }
+
+    /// Registers a device with generated keys (if it does not exist) and returns its
+    /// connection string.
+    ///
+    /// # Errors
+    /// An invalid device id.
+    pub fn create_device(&self, device_id: &str) -> Result<String, EmulatorError> {
+        if self.hub.get_device(device_id).is_err() {
+            self.hub
+                .put_device(device_id, Device::new(device_id, None), None)
+                .map_err(|e| EmulatorError::Config(e.message))?;
+        }
+        self.device_connection_string(device_id)
+            .ok_or_else(|| EmulatorError::Config("device has no key".into()))
+    }
+
+    /// Registers a module with generated keys and returns its connection string.
+    ///
+    /// # Errors
+    /// Unknown device or an invalid module id.
+    pub fn create_module(&self, device_id: &str, module_id: &str) -> Result<String, EmulatorError> {
+        if self.hub.get_module(device_id, module_id).is_err() {
+            let m = iot_common::registry::Module::new(device_id, module_id, None);
+            self.hub
+                .put_module(device_id, module_id, m, None)
+                .map_err(|e| EmulatorError::Config(e.message))?;
+        }
+        self.module_connection_string(device_id, module_id)
+            .ok_or_else(|| EmulatorError::Config("module has no key".into()))
+    }
+
+    /// Telemetry received so far (optionally from one device), oldest first.
+    pub fn telemetry(&self, device_id: Option<&str>) -> Vec<TelemetryRecord> {
+        self.hub.telemetry(device_id)
+    }
+
+    /// Drops the connection of a device or module (fault injection); `true` if it had one.
+    pub fn disconnect(&self, device_id: &str, module_id: Option<&str>) -> bool {
+        self.hub.disconnect(device_id, module_id)
+    }
+
+    /// Drops every device connection; returns how many.
+    pub fn disconnect_all(&self) -> usize {
+        self.hub.disconnect_all()
+    }
+
+    /// How many device and module connections are live.
+    pub fn connected_count(&self) -> usize {
+        self.hub.connected_count()
+    }
+
+    /// Writes `--state` now if anything changed.
+    ///
+    /// # Errors
+    /// The file could not be written.
+    pub fn flush(&self) -> Result<(), EmulatorError> {
+        self.hub.flush().map_err(EmulatorError::Io)
+    }
+
+    /// Stops listening, closes connections, waits for the tasks and flushes `--state`.
+    ///
+    /// # Errors
+    /// The state file could not be written.
+    pub async fn shutdown(mut self) -> Result<(), EmulatorError> {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.flush()
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.hub.flush();
+    }
+}

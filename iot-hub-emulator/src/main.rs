@@ -1,1 +1,127 @@
-fn main() {}
+//! `iot-hub-emulator`: a local Azure IoT Hub for development and tests.
+
+use clap::Parser;
+use iot_common::Secret;
+use iot_hub_emulator::{Emulator, dev_keys};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// A local Azure IoT Hub: MQTT (TLS) for devices, HTTPS REST for services, MQTT over
+/// WebSockets on the HTTPS port. Prints ready-to-paste connection strings on start.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Address to listen on. Anything but loopback disables the well-known development keys.
+    #[arg(long, default_value = "127.0.0.1", env = "IOTHUB_EMULATOR_BIND")]
+    bind: IpAddr,
+    /// MQTT over TLS port.
+    #[arg(long, default_value_t = 8883)]
+    mqtt_port: u16,
+    /// HTTPS port: REST API and MQTT over WebSockets (`/$iothub/websocket`).
+    #[arg(long, default_value_t = 8443)]
+    https_port: u16,
+    /// Also serve MQTT without TLS on this port (for debugging with plain MQTT tools).
+    #[arg(long)]
+    plain_mqtt_port: Option<u16>,
+    /// Keep the registry and twins in DIR/registry.json across restarts.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// JSON file of devices to pre-register: {"devices":[{"deviceId":"…","primaryKey":"…"}]}.
+    #[arg(long, value_name = "FILE")]
+    seed: Option<PathBuf>,
+    /// Where the CA and server certificate are kept (generated on first start).
+    /// Default: $HOME/.iot-hub-emulator/certs.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// The hub host name clients use in connection strings and SAS tokens.
+    #[arg(long, default_value = "localhost")]
+    host_name: String,
+    /// Key for the default shared access policies (base64), instead of the well-known one.
+    #[arg(long, env = "IOTHUB_EMULATOR_POLICY_KEY", hide_env_values = true)]
+    policy_key: Option<String>,
+    /// Seconds a connection may outlive its SAS token.
+    #[arg(long, default_value_t = 0)]
+    token_grace_secs: u64,
+}
+
+fn default_cert_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".iot-hub-emulator")
+        .join("certs")
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut b = Emulator::builder()
+        .bind(args.bind)
+        .mqtt_port(args.mqtt_port)
+        .https_port(args.https_port)
+        .host_name(args.host_name)
+        .cert_dir(args.cert_dir.unwrap_or_else(default_cert_dir))
+        .token_grace(std::time::Duration::from_secs(args.token_grace_secs));
+    if let Some(p) = args.plain_mqtt_port {
+        b = b.plain_mqtt_port(p);
+    }
+    if let Some(d) = args.state {
+        b = b.state_dir(d);
+    }
+    if let Some(s) = args.seed {
+        b = b.seed_file(s);
+    }
+    if let Some(k) = args.policy_key {
+        b = b.policy_key(Secret::new(k));
+    }
+    let emu = match b.start().await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("iot-hub-emulator: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                eprintln!("  caused by: {s}");
+                src = s.source();
+            }
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("IoT Hub emulator listening");
+    println!("  MQTT (TLS):            {}", emu.mqtt_addr());
+    if let Some(a) = emu.plain_mqtt_addr() {
+        println!("  MQTT (plain):          {a}");
+    }
+    println!("  HTTPS + MQTT/WSS:      {}", emu.https_addr());
+    if let Some(p) = emu.ca_cert_path() {
+        println!("  CA certificate:        {}", p.display());
+    }
+    println!();
+    println!(
+        "export IOTHUB_CONNECTION_STRING=\"{}\"",
+        emu.service_connection_string()
+    );
+    println!(
+        "export IOTHUB_DEVICE_CONNECTION_STRING=\"{}\"",
+        emu.device_connection_string(dev_keys::DEV_DEVICE_ID)
+            .unwrap_or_default()
+    );
+    println!("export IOTHUB_DEVICE_ID=\"{}\"", dev_keys::DEV_DEVICE_ID);
+    if let Some(p) = emu.ca_cert_path() {
+        println!("export IOTHUB_CA_CERT=\"{}\"", p.display());
+    }
+    println!();
+    let _ = tokio::signal::ctrl_c().await;
+    println!("shutting down");
+    match emu.shutdown().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("iot-hub-emulator: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `/jobs/v2/…`: create, get, cancel and query scheduled jobs.
+
+use super::AppState;
+use super::response::{ApiResult, authorize, json, parse_json};
+use crate::registry::Rights;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
+use iot_common::JobRequest;
+use std::collections::HashMap;
+
+pub(crate) async fn put_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap, b: Bytes) -> ApiResult {
+    authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
+    let req: JobRequest = parse_json(&b)?;
+    Ok(json(StatusCode::OK, &s.hub.create_job(&id, req)?, None))
+}
+
+pub(crate) async fn get_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+    authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
+    Ok(json(StatusCode::OK, &s.hub.get_job(&id)?, None))
+}
+
+pub(crate) async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+    authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
+    Ok(json(StatusCode::OK, &s.hub.cancel_job(&id)?, None))
+}
+
+pub(crate) async fn query_jobs(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> ApiResult {
+    authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
+    let jobs = s.hub.query_jobs(
+        q.get("jobType").map(String::as_str),
+        q.get("jobStatus").map(String::as_str),
+    );
+    let rows: Vec<serde_json::Value> = jobs
+        .iter()
+        .filter_map(|j| serde_json::to_value(j).ok())
+        .collect();
+    let (page, next) = crate::query_api::page(&h, &rows)?;
+    let mut r = json(StatusCode::OK, &page, None);
+    r.headers_mut()
+        .insert("x-ms-item-type", HeaderValue::from_static("jobResponse"));
+    if let Some(token) = next.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        r.headers_mut().insert("x-ms-continuation", token);
+    }
+    Ok(r)
+}

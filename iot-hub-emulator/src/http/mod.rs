@@ -1,0 +1,114 @@
+//! The service plane: HTTPS REST with the hub's paths, plus MQTT over WebSockets at
+//! `/$iothub/websocket` on the same port, as the real hub serves both on 443.
+
+mod emulator_api;
+mod jobs_api;
+mod registry_api;
+mod response;
+mod twin_api;
+mod ws;
+
+use crate::hub::Hub;
+use axum::Router;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub(crate) use response::{ApiResult, authorize, parse_json};
+
+/// A JSON answer without an etag.
+pub(crate) fn json_response<T: serde::Serialize>(status: axum::http::StatusCode, body: &T) -> axum::response::Response {
+    response::json(status, body, None)
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/twins/{id}",
+            get(twin_api::get_twin).patch(twin_api::patch_twin).put(twin_api::put_twin),
+        )
+        .route("/twins/{id}/methods", post(twin_api::invoke_method))
+        .route(
+            "/twins/{id}/modules/{mid}",
+            get(twin_api::get_module_twin)
+                .patch(twin_api::patch_module_twin)
+                .put(twin_api::put_module_twin),
+        )
+        .route("/twins/{id}/modules/{mid}/methods", post(twin_api::invoke_module_method))
+        .route("/devices", get(registry_api::list_devices))
+        .route("/devices/", get(registry_api::list_devices))
+        .route("/devices/query", post(crate::query_api::query_devices))
+        .route(
+            "/devices/{id}",
+            get(registry_api::get_device)
+                .put(registry_api::put_device)
+                .delete(registry_api::delete_device),
+        )
+        .route("/devices/{id}/modules", get(registry_api::list_modules))
+        .route(
+            "/devices/{id}/modules/{mid}",
+            get(registry_api::get_module)
+                .put(registry_api::put_module)
+                .delete(registry_api::delete_module),
+        )
+        .route("/statistics/devices", get(registry_api::device_statistics))
+        .route("/statistics/service", get(registry_api::service_statistics))
+        .route("/jobs/v2/query", get(jobs_api::query_jobs))
+        .route("/jobs/v2/{id}", get(jobs_api::get_job).put(jobs_api::put_job))
+        .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
+        .route("/$iothub/websocket", get(ws::upgrade))
+        .merge(emulator_api::routes())
+        .with_state(state)
+}
+
+/// Accepts HTTPS connections until shutdown.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    state: AppState,
+) {
+    let app = router(state.clone());
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let app = app.clone();
+        let mut conn_shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = TowerToHyperService::new(app);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = conn_shutdown.changed() => {}
+            }
+        });
+    }
+}

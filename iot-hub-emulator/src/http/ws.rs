@@ -1,0 +1,54 @@
+//! MQTT over WebSockets (`/$iothub/websocket`, sub-protocol `mqtt`): the WebSocket's binary
+//! frames are bridged into the same connection handler as TCP.
+
+use super::AppState;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.protocols(["mqtt"])
+        .on_upgrade(move |socket| bridge(s, socket))
+}
+
+async fn bridge(state: AppState, socket: WebSocket) {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let mqtt = tokio::spawn(crate::mqtt::serve(state.hub.clone(), theirs, state.shutdown.clone()));
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    let (mut rd, mut wr) = tokio::io::split(ours);
+    let inbound = async {
+        while let Some(Ok(msg)) = ws_rx.next().await {
+            let data = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let outbound = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
+                    if ws_tx.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ws_tx.close().await;
+    };
+    tokio::select! {
+        () = inbound => {}
+        () = outbound => {}
+    }
+    let _ = mqtt.await;
+}

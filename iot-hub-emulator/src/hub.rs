@@ -1,0 +1,404 @@
+//! The hub's shared state: registry, live MQTT sessions, telemetry buffer, cloud-to-device
+//! queues, and persistence. Every protocol front end (MQTT, WebSocket, REST) calls into this.
+
+use crate::error::ApiError;
+use crate::registry::Registry;
+use bytes::Bytes;
+use iot_common::MessageProperties;
+use iot_common::twin::ConnectionState;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// The current UTC time as the hub writes it (7 fractional digits).
+pub(crate) fn now_string() -> String {
+    format_time(chrono::Utc::now())
+}
+
+/// ISO-8601 UTC with 7 fractional digits, as the hub (a .NET service) writes times.
+pub(crate) fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Timelike as _;
+    format!("{}.{:07}Z", t.format("%Y-%m-%dT%H:%M:%S"), t.nanosecond() % 1_000_000_000 / 100)
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Locks a mutex, recovering from poisoning: a panicked request must not take the hub down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Settings that shape the hub's behaviour.
+#[derive(Debug, Clone)]
+pub(crate) struct HubOptions {
+    pub(crate) host_name: String,
+    pub(crate) token_grace: Duration,
+    pub(crate) telemetry_capacity: usize,
+    pub(crate) state_path: Option<PathBuf>,
+    /// Set on non-loopback binds: tokens signed with a well-known development key are refused.
+    pub(crate) refuse_well_known: bool,
+}
+
+/// A device-to-cloud message kept by the emulator.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryRecord {
+    /// Sender device.
+    pub device_id: String,
+    /// Sender module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// System and application properties.
+    #[serde(serialize_with = "serialize_props")]
+    pub properties: MessageProperties,
+    /// The body as UTF-8 (lossy).
+    pub body: String,
+    /// When the hub received it.
+    pub enqueued_time: String,
+}
+
+fn serialize_props<S: serde::Serializer>(p: &MessageProperties, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(None)?;
+    let sys = [
+        ("messageId", &p.message_id),
+        ("correlationId", &p.correlation_id),
+        ("userId", &p.user_id),
+        ("contentType", &p.content_type),
+        ("contentEncoding", &p.content_encoding),
+        ("expiryTime", &p.expiry_time),
+    ];
+    for (k, v) in sys {
+        if let Some(v) = v {
+            m.serialize_entry(k, v)?;
+        }
+    }
+    let custom: HashMap<&str, &str> = p
+        .custom
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    m.serialize_entry("application", &custom)?;
+    m.end()
+}
+
+/// A queued cloud-to-device message.
+#[derive(Debug, Clone)]
+pub(crate) struct C2dMessage {
+    pub(crate) properties: MessageProperties,
+    pub(crate) body: Bytes,
+}
+
+/// What a connection task is asked to do.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Publish { topic: String, payload: Bytes },
+    C2dAvailable,
+    Close(&'static str),
+}
+
+/// Bits of [`SessionHandle::subs`].
+pub(crate) mod sub {
+    pub(crate) const METHODS: u8 = 1;
+    pub(crate) const TWIN_RESPONSES: u8 = 2;
+    pub(crate) const DESIRED: u8 = 4;
+    pub(crate) const C2D: u8 = 8;
+    pub(crate) const MODULE_INPUTS: u8 = 16;
+}
+
+/// The answer a device gave to a method request.
+pub(crate) type MethodReply = (i32, Bytes);
+
+/// A live MQTT connection, as the rest of the hub sees it.
+#[derive(Debug)]
+pub(crate) struct SessionHandle {
+    pub(crate) conn_id: u64,
+    pub(crate) device_id: String,
+    pub(crate) module_id: Option<String>,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) subs: AtomicU8,
+    pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<MethodReply>>>,
+}
+
+impl SessionHandle {
+    pub(crate) fn subscribed(&self, bit: u8) -> bool {
+        self.subs.load(Ordering::Acquire) & bit != 0
+    }
+
+    pub(crate) fn client_id(&self) -> String {
+        iot_common::mqtt::client_id(&self.device_id, self.module_id.as_deref())
+    }
+}
+
+/// The hub.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) options: HubOptions,
+    pub(crate) registry: Mutex<Registry>,
+    sessions: Mutex<HashMap<String, Arc<SessionHandle>>>,
+    persistent_subs: Mutex<HashMap<String, u8>>,
+    telemetry: Mutex<VecDeque<TelemetryRecord>>,
+    c2d: Mutex<HashMap<String, VecDeque<C2dMessage>>>,
+    next_rid: AtomicU64,
+    next_conn: AtomicU64,
+    dirty: AtomicBool,
+    pub(crate) session_changed: Notify,
+    pub(crate) jobs: Mutex<crate::jobs::JobStore>,
+}
+
+impl Hub {
+    pub(crate) fn new(options: HubOptions, registry: Registry) -> Self {
+        Self {
+            options,
+            registry: Mutex::new(registry),
+            sessions: Mutex::default(),
+            persistent_subs: Mutex::default(),
+            telemetry: Mutex::default(),
+            c2d: Mutex::default(),
+            next_rid: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+            dirty: AtomicBool::new(false),
+            session_changed: Notify::new(),
+            jobs: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn host_name(&self) -> &str {
+        &self.options.host_name
+    }
+
+    pub(crate) fn next_rid(&self) -> String {
+        self.next_rid.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    pub(crate) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Registers a new connection for an identity, closing any previous one (one connection
+    /// per identity). Returns the handle and whether a persistent session existed.
+    pub(crate) fn register_session(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        tx: mpsc::Sender<Outbound>,
+        clean_session: bool,
+    ) -> (Arc<SessionHandle>, bool) {
+        let client_id = iot_common::mqtt::client_id(device_id, module_id);
+        let restored = {
+            let mut subs = lock(&self.persistent_subs);
+            if clean_session {
+                subs.remove(&client_id);
+                None
+            } else {
+                subs.get(&client_id).copied()
+            }
+        };
+        if clean_session {
+            lock(&self.c2d).remove(device_id);
+        }
+        let handle = Arc::new(SessionHandle {
+            conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            device_id: device_id.to_owned(),
+            module_id: module_id.map(str::to_owned),
+            tx,
+            subs: AtomicU8::new(restored.unwrap_or(0)),
+            pending: Mutex::default(),
+        });
+        let old = lock(&self.sessions).insert(client_id, handle.clone());
+        if let Some(old) = old {
+            let _ = old.tx.try_send(Outbound::Close("replaced by a new connection"));
+            fail_pending(&old);
+        }
+        self.set_connection_state(device_id, module_id, ConnectionState::Connected);
+        self.session_changed.notify_waiters();
+        (handle, restored.is_some())
+    }
+
+    /// Removes a connection (if it is still the current one for its identity).
+    pub(crate) fn unregister_session(&self, handle: &Arc<SessionHandle>, clean_session: bool) {
+        let client_id = handle.client_id();
+        let removed = {
+            let mut sessions = lock(&self.sessions);
+            match sessions.get(&client_id) {
+                Some(s) if s.conn_id == handle.conn_id => sessions.remove(&client_id).is_some(),
+                _ => false,
+            }
+        };
+        if !clean_session {
+            lock(&self.persistent_subs).insert(client_id, handle.subs.load(Ordering::Acquire));
+        }
+        fail_pending(handle);
+        if removed {
+            self.set_connection_state(
+                &handle.device_id,
+                handle.module_id.as_deref(),
+                ConnectionState::Disconnected,
+            );
+        }
+    }
+
+    pub(crate) fn session(&self, device_id: &str, module_id: Option<&str>) -> Option<Arc<SessionHandle>> {
+        lock(&self.sessions)
+            .get(&iot_common::mqtt::client_id(device_id, module_id))
+            .cloned()
+    }
+
+    pub(crate) fn connected_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// Closes the connection of an identity; `true` when there was one.
+    pub(crate) fn disconnect(&self, device_id: &str, module_id: Option<&str>) -> bool {
+        match self.session(device_id, module_id) {
+            Some(s) => s.tx.try_send(Outbound::Close("closed by the emulator")).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes every connection; returns how many.
+    pub(crate) fn disconnect_all(&self) -> usize {
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        sessions
+            .iter()
+            .filter(|s| s.tx.try_send(Outbound::Close("closed by the emulator")).is_ok())
+            .count()
+    }
+
+    fn set_connection_state(&self, device_id: &str, module_id: Option<&str>, state: ConnectionState) {
+        let now = now_string();
+        let mut reg = lock(&self.registry);
+        let Some(rec) = reg.devices.get_mut(device_id) else {
+            return;
+        };
+        match module_id {
+            None => {
+                rec.device.connection_state = state;
+                rec.device.connection_state_updated_time = Some(now.clone());
+                rec.device.last_activity_time = Some(now);
+            }
+            Some(m) => {
+                if let Some(mr) = rec.modules.get_mut(m) {
+                    mr.module.connection_state = state;
+                    mr.module.connection_state_updated_time = Some(now.clone());
+                    mr.module.last_activity_time = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Records device activity (any publish).
+    pub(crate) fn touch(&self, device_id: &str, module_id: Option<&str>) {
+        let now = now_string();
+        let mut reg = lock(&self.registry);
+        if let Some(rec) = reg.devices.get_mut(device_id) {
+            match module_id.and_then(|m| rec.modules.get_mut(m)) {
+                Some(mr) => mr.module.last_activity_time = Some(now),
+                None => rec.device.last_activity_time = Some(now),
+            }
+        }
+    }
+
+    /// Pushes a message to a session if it is subscribed to `bit`; `false` otherwise.
+    pub(crate) fn push(&self, session: &SessionHandle, bit: u8, topic: String, payload: Bytes) -> bool {
+        session.subscribed(bit)
+            && session
+                .tx
+                .try_send(Outbound::Publish { topic, payload })
+                .is_ok()
+    }
+
+    pub(crate) fn record_telemetry(&self, record: TelemetryRecord) {
+        let mut t = lock(&self.telemetry);
+        if t.len() >= self.options.telemetry_capacity {
+            t.pop_front();
+        }
+        t.push_back(record);
+    }
+
+    pub(crate) fn telemetry(&self, device_id: Option<&str>) -> Vec<TelemetryRecord> {
+        lock(&self.telemetry)
+            .iter()
+            .filter(|r| device_id.is_none_or(|d| r.device_id == d))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn clear_telemetry(&self) {
+        lock(&self.telemetry).clear();
+    }
+
+    /// Queues a cloud-to-device message (at most 50 pending per device).
+    pub(crate) fn enqueue_c2d(&self, device_id: &str, msg: C2dMessage) -> Result<(), ApiError> {
+        if !lock(&self.registry).devices.contains_key(device_id) {
+            return Err(ApiError::device_not_found(device_id));
+        }
+        {
+            let mut q = lock(&self.c2d);
+            let queue = q.entry(device_id.to_owned()).or_default();
+            if queue.len() >= 50 {
+                return Err(ApiError::new(
+                    iot_common::ErrorCode::DeviceMaximumQueueDepthExceeded,
+                    "The device already has 50 pending cloud-to-device messages.",
+                ));
+            }
+            queue.push_back(msg);
+        }
+        if let Some(s) = self.session(device_id, None) {
+            let _ = s.tx.try_send(Outbound::C2dAvailable);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pop_c2d(&self, device_id: &str) -> Option<C2dMessage> {
+        lock(&self.c2d).get_mut(device_id)?.pop_front()
+    }
+
+    /// Puts unacknowledged messages back at the front, in order.
+    pub(crate) fn requeue_c2d(&self, device_id: &str, msgs: Vec<C2dMessage>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut q = lock(&self.c2d);
+        let queue = q.entry(device_id.to_owned()).or_default();
+        for m in msgs.into_iter().rev() {
+            queue.push_front(m);
+        }
+    }
+
+    pub(crate) fn pending_c2d(&self, device_id: &str) -> usize {
+        lock(&self.c2d).get(device_id).map_or(0, VecDeque::len)
+    }
+
+    /// Writes the registry to `--state` atomically if anything changed.
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        let Some(path) = &self.options.state_path else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let json = serde_json::to_vec_pretty(&*lock(&self.registry))?;
+        let tmp = path.with_extension("json.tmp");
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+}
+
+fn fail_pending(handle: &SessionHandle) {
+    lock(&handle.pending).clear();
+}

@@ -1,0 +1,363 @@
+//! One MQTT connection: CONNECT and authentication, then packets in and hub messages out, in a
+//! single task that owns the socket.
+
+use crate::auth::DeviceIdentity;
+use crate::hub::{C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, now_string, sub, unix_now};
+use bytes::{Bytes, BytesMut};
+use iot_common::topic::{self, DeviceTopic, Subscription};
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode,
+    UnsubAck,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+
+/// Largest packet accepted from a device: a 256 KB message plus its topic and header.
+pub(crate) const MAX_INCOMING_PACKET: usize = 256 * 1024 + 8 * 1024;
+/// Largest packet sent to a device.
+const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
+/// At most this many subscriptions per connection, as the hub allows.
+const MAX_SUBSCRIPTIONS: u32 = 5;
+/// Unacknowledged cloud-to-device messages in flight per connection.
+const C2D_IN_FLIGHT: usize = 10;
+
+enum Flow {
+    Continue,
+    Close(&'static str),
+    Graceful,
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    session: Arc<SessionHandle>,
+    out: BytesMut,
+    next_pkid: u16,
+    c2d_in_flight: HashMap<u16, C2dMessage>,
+}
+
+async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> Option<Packet> {
+    loop {
+        match Packet::read(buf, MAX_INCOMING_PACKET) {
+            Ok(p) => return Some(p),
+            Err(CodecError::InsufficientBytes(_)) => {}
+            Err(_) => return None,
+        }
+        if rd.read_buf(buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// Serves one device connection until it closes.
+pub(crate) async fn serve<S>(hub: Arc<Hub>, stream: S, mut shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut inbuf = BytesMut::with_capacity(1024);
+    let connect = match tokio::time::timeout(Duration::from_secs(10), read_packet(&mut rd, &mut inbuf)).await {
+        Ok(Some(Packet::Connect(c))) => c,
+        _ => return,
+    };
+    let mut out = BytesMut::with_capacity(256);
+    let (username, password) = match &connect.login {
+        Some(l) => (Some(l.username.as_str()), Some(l.password.as_str())),
+        None => (None, None),
+    };
+    let identity: DeviceIdentity = match hub.authenticate(&connect.client_id, username, password) {
+        Ok(id) => id,
+        Err(reason) => {
+            tracing::info!(client_id = %connect.client_id, ?reason, "connection refused");
+            let _ = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false))
+                .write(&mut out, MAX_OUTGOING_PACKET);
+            let _ = wr.write_all(&out).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(256);
+    let (session, present) = hub.register_session(
+        &identity.device_id,
+        identity.module_id.as_deref(),
+        tx,
+        connect.clean_session,
+    );
+    tracing::info!(device_id = %identity.device_id, module_id = ?identity.module_id, "device connected");
+    let _ = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, present))
+        .write(&mut out, MAX_OUTGOING_PACKET);
+    let mut conn = Connection {
+        hub: hub.clone(),
+        session: session.clone(),
+        out,
+        next_pkid: 0,
+        c2d_in_flight: HashMap::new(),
+    };
+    if session.subscribed(sub::C2D) {
+        conn.pull_c2d();
+    }
+    let keep_alive = match connect.keep_alive {
+        0 => Duration::from_secs(24 * 3600),
+        k => Duration::from_millis(u64::from(k) * 1500),
+    };
+    let grace = hub.options.token_grace;
+    let expires_in = Duration::from_secs(identity.expires_at.saturating_sub(unix_now()));
+    let expiry = sleep_until(Instant::now() + expires_in + grace);
+    tokio::pin!(expiry);
+    let idle = sleep_until(Instant::now() + keep_alive);
+    tokio::pin!(idle);
+
+    let reason = 'conn: loop {
+        if !conn.out.is_empty() {
+            if wr.write_all(&conn.out).await.is_err() || wr.flush().await.is_err() {
+                break 'conn Flow::Close("write failed");
+            }
+            conn.out.clear();
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut inbuf) => {
+                match r {
+                    Ok(0) | Err(_) => break 'conn Flow::Close("connection lost"),
+                    Ok(_) => {}
+                }
+                idle.as_mut().reset(Instant::now() + keep_alive);
+                loop {
+                    match Packet::read(&mut inbuf, MAX_INCOMING_PACKET) {
+                        Ok(p) => match conn.handle(p) {
+                            Flow::Continue => {}
+                            other => break 'conn other,
+                        },
+                        Err(CodecError::InsufficientBytes(_)) => break,
+                        Err(_) => break 'conn Flow::Close("malformed or oversized packet"),
+                    }
+                }
+            }
+            cmd = rx.recv() => match cmd {
+                Some(Outbound::Publish { topic, payload }) => {
+                    conn.write_publish(topic, payload, QoS::AtMostOnce);
+                }
+                Some(Outbound::C2dAvailable) => conn.pull_c2d(),
+                Some(Outbound::Close(why)) => break 'conn Flow::Close(why),
+                None => break 'conn Flow::Close("closed by the hub"),
+            },
+            () = &mut expiry => break 'conn Flow::Close("token expired"),
+            () = &mut idle => break 'conn Flow::Close("keep-alive timeout"),
+            _ = shutdown.changed() => break 'conn Flow::Close("emulator shutting down"),
+        }
+    };
+    if !conn.out.is_empty() {
+        let _ = wr.write_all(&conn.out).await;
+    }
+    let _ = wr.shutdown().await;
+    let graceful = matches!(reason, Flow::Graceful);
+    if let Flow::Close(why) = reason {
+        tracing::info!(device_id = %identity.device_id, module_id = ?identity.module_id, why, "device disconnected");
+    }
+    if !graceful && let Some(will) = &connect.last_will {
+        let mut properties = iot_common::MessageProperties::new().property("iothub-MessageType", "Will");
+        if let Ok(DeviceTopic::Telemetry { properties: p }) =
+            DeviceTopic::parse(&will.topic, &identity.device_id, identity.module_id.as_deref())
+        {
+            properties.custom.splice(0..0, p.custom);
+        }
+        hub.record_telemetry(TelemetryRecord {
+            device_id: identity.device_id.clone(),
+            module_id: identity.module_id.clone(),
+            properties,
+            body: String::from_utf8_lossy(&will.message).into_owned(),
+            enqueued_time: now_string(),
+        });
+    }
+    let unacked: Vec<C2dMessage> = {
+        let mut v: Vec<_> = conn.c2d_in_flight.drain().collect();
+        v.sort_by_key(|(pkid, _)| *pkid);
+        v.into_iter().map(|(_, m)| m).collect()
+    };
+    hub.requeue_c2d(&identity.device_id, unacked);
+    hub.unregister_session(&session, connect.clean_session);
+}
+
+impl Connection {
+    fn write(&mut self, packet: Packet) {
+        let _ = packet.write(&mut self.out, MAX_OUTGOING_PACKET);
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        self.next_pkid
+    }
+
+    fn write_publish(&mut self, topic: String, payload: Bytes, qos: QoS) -> u16 {
+        let mut p = Publish::from_bytes(topic, qos, payload);
+        if qos != QoS::AtMostOnce {
+            p.pkid = self.pkid();
+        }
+        let pkid = p.pkid;
+        self.write(Packet::Publish(p));
+        pkid
+    }
+
+    fn ids(&self) -> (&str, Option<&str>) {
+        (&self.session.device_id, self.session.module_id.as_deref())
+    }
+
+    fn pull_c2d(&mut self) {
+        if self.session.module_id.is_some() || !self.session.subscribed(sub::C2D) {
+            return;
+        }
+        while self.c2d_in_flight.len() < C2D_IN_FLIGHT {
+            let Some(msg) = self.hub.pop_c2d(&self.session.device_id) else {
+                return;
+            };
+            let topic = topic::c2d_topic(&self.session.device_id, &msg.properties);
+            let pkid = self.write_publish(topic, msg.body.clone(), QoS::AtLeastOnce);
+            self.c2d_in_flight.insert(pkid, msg);
+        }
+    }
+
+    fn handle(&mut self, packet: Packet) -> Flow {
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p),
+            Packet::PubAck(ack) => {
+                if self.c2d_in_flight.remove(&ack.pkid).is_some() {
+                    self.pull_c2d();
+                }
+                Flow::Continue
+            }
+            Packet::Subscribe(s) => {
+                let mut codes = Vec::with_capacity(s.filters.len());
+                for f in &s.filters {
+                    let (d, m) = self.ids();
+                    let code = match Subscription::parse(&f.path, d, m) {
+                        Ok(kind) => {
+                            let bit = match kind {
+                                Subscription::Methods => sub::METHODS,
+                                Subscription::TwinResponses => sub::TWIN_RESPONSES,
+                                Subscription::DesiredPatches => sub::DESIRED,
+                                Subscription::C2d => sub::C2D,
+                                _ => sub::MODULE_INPUTS,
+                            };
+                            let before = self.session.subs.fetch_or(bit, Ordering::AcqRel);
+                            if (before | bit).count_ones() > MAX_SUBSCRIPTIONS {
+                                SubscribeReasonCode::Failure
+                            } else {
+                                let qos = if f.qos == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                                SubscribeReasonCode::Success(qos)
+                            }
+                        }
+                        // Deliberate choice (the hub's reaction is undocumented): refuse the
+                        // filter in SUBACK and keep the connection.
+                        Err(_) => SubscribeReasonCode::Failure,
+                    };
+                    codes.push(code);
+                }
+                self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
+                self.hub.session_changed.notify_waiters();
+                self.pull_c2d();
+                Flow::Continue
+            }
+            Packet::Unsubscribe(u) => {
+                for f in &u.topics {
+                    let (d, m) = self.ids();
+                    if let Ok(kind) = Subscription::parse(f, d, m) {
+                        let bit = match kind {
+                            Subscription::Methods => sub::METHODS,
+                            Subscription::TwinResponses => sub::TWIN_RESPONSES,
+                            Subscription::DesiredPatches => sub::DESIRED,
+                            Subscription::C2d => sub::C2D,
+                            _ => sub::MODULE_INPUTS,
+                        };
+                        self.session.subs.fetch_and(!bit, Ordering::AcqRel);
+                    }
+                }
+                self.write(Packet::UnsubAck(UnsubAck::new(u.pkid)));
+                Flow::Continue
+            }
+            Packet::PingReq => {
+                self.write(Packet::PingResp);
+                Flow::Continue
+            }
+            Packet::Disconnect => Flow::Graceful,
+            Packet::Connect(_) => Flow::Close("second CONNECT"),
+            _ => Flow::Close("unexpected packet"),
+        }
+    }
+
+    fn handle_publish(&mut self, p: Publish) -> Flow {
+        if p.qos == QoS::ExactlyOnce {
+            return Flow::Close("QoS 2 publish");
+        }
+        let (device_id, module_id) = (self.session.device_id.clone(), self.session.module_id.clone());
+        let parsed = match DeviceTopic::parse(&p.topic, &device_id, module_id.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(device_id = %device_id, error = %e, "publish to a forbidden topic");
+                return Flow::Close("publish to a forbidden topic");
+            }
+        };
+        self.hub.touch(&device_id, module_id.as_deref());
+        match parsed {
+            DeviceTopic::Telemetry { mut properties } => {
+                if p.retain {
+                    properties.custom.push(("mqtt-retain".into(), "true".into()));
+                }
+                self.hub.record_telemetry(TelemetryRecord {
+                    device_id,
+                    module_id,
+                    properties,
+                    body: String::from_utf8_lossy(&p.payload).into_owned(),
+                    enqueued_time: now_string(),
+                });
+            }
+            DeviceTopic::MethodResponse { status, rid } => {
+                if p.payload.len() > iot_common::method::MAX_PAYLOAD_BYTES {
+                    return Flow::Close("method response over 128 KB");
+                }
+                self.hub.complete_method(&self.session, &rid, (status, p.payload.clone()));
+            }
+            DeviceTopic::TwinGet { rid } => {
+                let body = self
+                    .hub
+                    .device_twin(&device_id, module_id.as_deref())
+                    .unwrap_or(Value::Null);
+                self.twin_reply(200, &rid, None, Bytes::from(body.to_string()));
+            }
+            DeviceTopic::TwinPatchReported { rid } => {
+                let result = serde_json::from_slice::<Value>(&p.payload)
+                    .map_err(|_| crate::error::ApiError::bad_request("The reported patch is not valid JSON."))
+                    .and_then(|patch| self.hub.patch_reported(&device_id, module_id.as_deref(), &patch));
+                match result {
+                    Ok(version) => self.twin_reply(204, &rid, Some(version), Bytes::new()),
+                    Err(e) => {
+                        let body = serde_json::json!({
+                            "errorCode": e.code.code(),
+                            "trackingId": uuid::Uuid::new_v4().simple().to_string(),
+                            "message": e.message,
+                            "timestampUtc": now_string(),
+                        });
+                        let status = if e.code.http_status() == 413 { 413 } else { 400 };
+                        self.twin_reply(status, &rid, None, Bytes::from(body.to_string()));
+                    }
+                }
+            }
+            _ => return Flow::Close("unsupported topic"),
+        }
+        if p.qos == QoS::AtLeastOnce {
+            self.write(Packet::PubAck(PubAck::new(p.pkid)));
+        }
+        Flow::Continue
+    }
+
+    fn twin_reply(&mut self, status: u16, rid: &str, version: Option<u64>, body: Bytes) {
+        if self.session.subscribed(sub::TWIN_RESPONSES) {
+            self.write_publish(topic::twin_response_topic(status, rid, version), body, QoS::AtMostOnce);
+        }
+    }
+}
+

@@ -1,0 +1,117 @@
+//! The identity registry as stored: devices, modules, their twins, and the shared access
+//! policies. This is what `--state DIR` persists.
+
+use crate::twin_state::TwinState;
+use base64::Engine as _;
+use iot_common::Secret;
+use iot_common::registry::{Device, Module, SymmetricKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Permissions of a shared access policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Rights(u8);
+
+impl Rights {
+    /// Read identities and statistics.
+    pub const REGISTRY_READ: Self = Self(1);
+    /// Create, update and delete identities.
+    pub const REGISTRY_WRITE: Self = Self(2);
+    /// Twins, methods, queries, jobs, cloud-to-device.
+    pub const SERVICE_CONNECT: Self = Self(4);
+    /// Device-facing endpoints.
+    pub const DEVICE_CONNECT: Self = Self(8);
+    /// Everything (`iothubowner`).
+    pub const ALL: Self = Self(15);
+
+    /// Both sets of rights.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// `true` when every right in `other` is in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// A shared access policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Policy {
+    pub(crate) primary: Secret,
+    pub(crate) secondary: Secret,
+    pub(crate) rights: Rights,
+}
+
+/// The default policies of a new hub.
+pub(crate) fn default_policies() -> [(&'static str, Rights); 5] {
+    [
+        ("iothubowner", Rights::ALL),
+        ("service", Rights::SERVICE_CONNECT),
+        ("device", Rights::DEVICE_CONNECT),
+        ("registryRead", Rights::REGISTRY_READ),
+        (
+            "registryReadWrite",
+            Rights::REGISTRY_READ.union(Rights::REGISTRY_WRITE),
+        ),
+    ]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ModuleRecord {
+    pub(crate) module: Module,
+    pub(crate) twin: TwinState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DeviceRecord {
+    pub(crate) device: Device,
+    pub(crate) twin: TwinState,
+    #[serde(default)]
+    pub(crate) modules: BTreeMap<String, ModuleRecord>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Registry {
+    pub(crate) devices: BTreeMap<String, DeviceRecord>,
+    pub(crate) policies: BTreeMap<String, Policy>,
+    #[serde(default)]
+    etag_seq: u64,
+}
+
+impl Registry {
+    /// A fresh identity etag: base64 of a decimal counter, like the real hub's.
+    pub(crate) fn next_etag(&mut self) -> String {
+        self.etag_seq += 1;
+        base64::engine::general_purpose::STANDARD.encode(self.etag_seq.to_string())
+    }
+}
+
+/// A random 32-byte base64 key.
+pub(crate) fn generate_key() -> Secret {
+    let bytes: [u8; 32] = rand::random();
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Fills in missing symmetric keys, as the hub does on create.
+pub(crate) fn ensure_keys(keys: &mut Option<SymmetricKey>) {
+    let k = keys.get_or_insert_with(SymmetricKey::default);
+    for slot in [&mut k.primary_key, &mut k.secondary_key] {
+        if slot.as_ref().is_none_or(Secret::is_empty) {
+            *slot = Some(generate_key());
+        }
+    }
+}
+
+/// The keys an identity can sign with, primary first.
+pub(crate) fn keys_of(keys: Option<&SymmetricKey>) -> Vec<Secret> {
+    keys.map(|k| {
+        [&k.primary_key, &k.secondary_key]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    })
+    .unwrap_or_default()
+}
