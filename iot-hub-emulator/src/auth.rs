@@ -68,7 +68,10 @@ impl Hub {
         token
             .check_expiry(unix_now())
             .map_err(|_| ConnectRefusal::Expired)?;
-        if !covers(&token, &device_resource(self.host_name(), device_id, module_id)) {
+        if !covers(
+            &token,
+            &device_resource(self.host_name(), device_id, module_id),
+        ) {
             return Err(ConnectRefusal::WrongScope);
         }
         let keys = {
@@ -115,14 +118,16 @@ impl Hub {
         token
             .check_expiry(unix_now())
             .map_err(|_| ApiError::unauthorized())?;
-        if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), &token.resource())
-        {
+        if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), &token.resource()) {
             return Err(ApiError::unauthorized());
         }
         let policy = token.key_name().ok_or_else(ApiError::unauthorized)?;
         let (keys, rights) = {
             let reg = lock(&self.registry);
-            let p = reg.policies.get(policy).ok_or_else(ApiError::unauthorized)?;
+            let p = reg
+                .policies
+                .get(policy)
+                .ok_or_else(ApiError::unauthorized)?;
             (vec![p.primary.clone(), p.secondary.clone()], p.rights)
         };
         if !verify_any(self, &token, &keys) {

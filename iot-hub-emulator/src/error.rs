@@ -62,10 +62,7 @@ impl ApiError {
     }
 
     pub(crate) fn unauthorized() -> Self {
-        Self::new(
-            ErrorCode::IotHubUnauthorizedAccess,
-            "Unauthorized",
-        )
+        Self::new(ErrorCode::IotHubUnauthorizedAccess, "Unauthorized")
     }
 
     pub(crate) fn precondition_failed() -> Self {

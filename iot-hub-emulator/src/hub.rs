@@ -22,7 +22,11 @@ pub(crate) fn now_string() -> String {
 /// ISO-8601 UTC with 7 fractional digits, as the hub (a .NET service) writes times.
 pub(crate) fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::Timelike as _;
-    format!("{}.{:07}Z", t.format("%Y-%m-%dT%H:%M:%S"), t.nanosecond() % 1_000_000_000 / 100)
+    format!(
+        "{}.{:07}Z",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.nanosecond() % 1_000_000_000 / 100
+    )
 }
 
 /// Seconds since the Unix epoch.
@@ -216,7 +220,9 @@ impl Hub {
         });
         let old = lock(&self.sessions).insert(client_id, handle.clone());
         if let Some(old) = old {
-            let _ = old.tx.try_send(Outbound::Close("replaced by a new connection"));
+            let _ = old
+                .tx
+                .try_send(Outbound::Close("replaced by a new connection"));
             fail_pending(&old);
         }
         self.set_connection_state(device_id, module_id, ConnectionState::Connected);
@@ -247,7 +253,11 @@ impl Hub {
         }
     }
 
-    pub(crate) fn session(&self, device_id: &str, module_id: Option<&str>) -> Option<Arc<SessionHandle>> {
+    pub(crate) fn session(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Option<Arc<SessionHandle>> {
         lock(&self.sessions)
             .get(&iot_common::mqtt::client_id(device_id, module_id))
             .cloned()
@@ -260,7 +270,10 @@ impl Hub {
     /// Closes the connection of an identity; `true` when there was one.
     pub(crate) fn disconnect(&self, device_id: &str, module_id: Option<&str>) -> bool {
         match self.session(device_id, module_id) {
-            Some(s) => s.tx.try_send(Outbound::Close("closed by the emulator")).is_ok(),
+            Some(s) => {
+                s.tx.try_send(Outbound::Close("closed by the emulator"))
+                    .is_ok()
+            }
             None => false,
         }
     }
@@ -270,11 +283,19 @@ impl Hub {
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         sessions
             .iter()
-            .filter(|s| s.tx.try_send(Outbound::Close("closed by the emulator")).is_ok())
+            .filter(|s| {
+                s.tx.try_send(Outbound::Close("closed by the emulator"))
+                    .is_ok()
+            })
             .count()
     }
 
-    fn set_connection_state(&self, device_id: &str, module_id: Option<&str>, state: ConnectionState) {
+    fn set_connection_state(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        state: ConnectionState,
+    ) {
         let now = now_string();
         let mut reg = lock(&self.registry);
         let Some(rec) = reg.devices.get_mut(device_id) else {
@@ -309,7 +330,13 @@ impl Hub {
     }
 
     /// Pushes a message to a session if it is subscribed to `bit`; `false` otherwise.
-    pub(crate) fn push(&self, session: &SessionHandle, bit: u8, topic: String, payload: Bytes) -> bool {
+    pub(crate) fn push(
+        &self,
+        session: &SessionHandle,
+        bit: u8,
+        topic: String,
+        payload: Bytes,
+    ) -> bool {
         session.subscribed(bit)
             && session
                 .tx

@@ -34,7 +34,9 @@ impl Hub {
     ) -> Result<Device, ApiError> {
         check_id("deviceId", id)?;
         if !body.device_id.is_empty() && body.device_id != id {
-            return Err(ApiError::bad_request("deviceId in the body does not match the path"));
+            return Err(ApiError::bad_request(
+                "deviceId in the body does not match the path",
+            ));
         }
         let now = now_string();
         let mut reg = lock(&self.registry);
@@ -97,7 +99,10 @@ impl Hub {
 
     pub(crate) fn get_device(&self, id: &str) -> Result<Device, ApiError> {
         let reg = lock(&self.registry);
-        let rec = reg.devices.get(id).ok_or_else(|| ApiError::device_not_found(id))?;
+        let rec = reg
+            .devices
+            .get(id)
+            .ok_or_else(|| ApiError::device_not_found(id))?;
         let mut d = rec.device.clone();
         d.cloud_to_device_message_count = self.pending_c2d(id) as u64;
         Ok(d)
@@ -115,7 +120,10 @@ impl Hub {
     pub(crate) fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), ApiError> {
         {
             let mut reg = lock(&self.registry);
-            let rec = reg.devices.get(id).ok_or_else(|| ApiError::device_not_found(id))?;
+            let rec = reg
+                .devices
+                .get(id)
+                .ok_or_else(|| ApiError::device_not_found(id))?;
             if !etag_matches(if_match, rec.device.etag.as_deref().unwrap_or_default()) {
                 return Err(ApiError::precondition_failed());
             }
@@ -167,7 +175,9 @@ impl Hub {
             (Some(_), None) => {
                 return Err(ApiError::new(
                     ErrorCode::ModuleAlreadyExistsOnDevice,
-                    format!("A module with ID '{module_id}' already exists on device '{device_id}'."),
+                    format!(
+                        "A module with ID '{module_id}' already exists on device '{device_id}'."
+                    ),
                 ));
             }
             (Some(mr), Some(tag)) => {

@@ -50,7 +50,9 @@ impl Hub {
     /// `PUT /jobs/v2/{id}`.
     pub(crate) fn create_job(&self, id: &str, req: JobRequest) -> Result<JobResponse, ApiError> {
         if req.job_id != id {
-            return Err(ApiError::bad_request("jobId in the body does not match the path."));
+            return Err(ApiError::bad_request(
+                "jobId in the body does not match the path.",
+            ));
         }
         query::parse_condition(&req.query_condition)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -60,7 +62,8 @@ impl Hub {
                     .cloud_to_device_method
                     .as_ref()
                     .ok_or_else(|| ApiError::bad_request("cloudToDeviceMethod is required."))?;
-                m.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+                m.validate()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
             }
             _ => {
                 let patch = req
@@ -69,7 +72,9 @@ impl Hub {
                     .filter(|p| p.is_object())
                     .ok_or_else(|| ApiError::bad_request("updateTwin is required."))?;
                 if patch.get("etag").and_then(Value::as_str) != Some("*") {
-                    return Err(ApiError::bad_request("updateTwin must carry \"etag\": \"*\"."));
+                    return Err(ApiError::bad_request(
+                        "updateTwin must carry \"etag\": \"*\".",
+                    ));
                 }
             }
         }
@@ -107,11 +112,13 @@ impl Hub {
     /// are marked canceled.
     pub(crate) fn cancel_job(&self, id: &str) -> Result<JobResponse, ApiError> {
         let mut store = lock(self.job_store());
-        let job = store
-            .jobs
-            .get_mut(id)
-            .ok_or_else(|| ApiError::new(ErrorCode::JobNotFound, format!("Job '{id}' not found.")))?;
-        if matches!(job.status, JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Enqueued) {
+        let job = store.jobs.get_mut(id).ok_or_else(|| {
+            ApiError::new(ErrorCode::JobNotFound, format!("Job '{id}' not found."))
+        })?;
+        if matches!(
+            job.status,
+            JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Enqueued
+        ) {
             job.status = JobStatus::Cancelled;
             job.end_time = Some(now_string());
         }
@@ -119,7 +126,11 @@ impl Hub {
     }
 
     /// Jobs filtered by type and status (names compared case-insensitively).
-    pub(crate) fn query_jobs(&self, job_type: Option<&str>, status: Option<&str>) -> Vec<JobResponse> {
+    pub(crate) fn query_jobs(
+        &self,
+        job_type: Option<&str>,
+        status: Option<&str>,
+    ) -> Vec<JobResponse> {
         lock(self.job_store())
             .jobs
             .values()
@@ -253,16 +264,24 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = match job.job_type {
             JobType::ScheduleDeviceMethod => {
-                let Some(m) = job.cloud_to_device_method.clone() else { break };
+                let Some(m) = job.cloud_to_device_method.clone() else {
+                    break;
+                };
                 match tokio::time::timeout(remaining, hub.invoke_method(device, None, m)).await {
-                    Ok(Ok(r)) => Ok(json!({ "deviceMethodResponse": { "status": r.status, "payload": r.payload } })),
+                    Ok(Ok(r)) => Ok(
+                        json!({ "deviceMethodResponse": { "status": r.status, "payload": r.payload } }),
+                    ),
                     Ok(Err(e)) => Err(e),
-                    Err(_) => Err(ApiError::new(ErrorCode::GatewayTimeout, "The job ran out of time.")),
+                    Err(_) => Err(ApiError::new(
+                        ErrorCode::GatewayTimeout,
+                        "The job ran out of time.",
+                    )),
                 }
             }
             _ => {
                 let patch = job.update_twin.clone().unwrap_or(Value::Null);
-                hub.update_twin(device, None, &patch, None, false).map(|_| json!({}))
+                hub.update_twin(device, None, &patch, None, false)
+                    .map(|_| json!({}))
             }
         };
         let ok = result.is_ok();

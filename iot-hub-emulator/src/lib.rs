@@ -198,12 +198,18 @@ impl EmulatorBuilder {
                 (None, false) => (generate_key(), generate_key()),
             };
             match entry {
-                std::collections::btree_map::Entry::Occupied(mut e) if self.policy_key.is_some() => {
+                std::collections::btree_map::Entry::Occupied(mut e)
+                    if self.policy_key.is_some() =>
+                {
                     e.get_mut().primary = primary;
                 }
                 std::collections::btree_map::Entry::Occupied(_) => {}
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(Policy { primary, secondary, rights });
+                    e.insert(Policy {
+                        primary,
+                        secondary,
+                        rights,
+                    });
                 }
             }
         }
@@ -260,7 +266,10 @@ impl EmulatorBuilder {
             }
             None => None,
         };
-        let tls = tls::load_or_generate(self.cert_dir.as_deref(), std::slice::from_ref(&self.host_name))?;
+        let tls = tls::load_or_generate(
+            self.cert_dir.as_deref(),
+            std::slice::from_ref(&self.host_name),
+        )?;
         let mqtt_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"mqtt"])?);
         let https_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"http/1.1"])?);
         let hub = Arc::new(Hub::new(
@@ -284,19 +293,35 @@ impl EmulatorBuilder {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mqtt_addr = mqtt_listener.local_addr()?;
         let https_addr = https_listener.local_addr()?;
-        let plain_mqtt_addr = plain_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let plain_mqtt_addr = plain_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         let mut tasks = vec![
-            tokio::spawn(mqtt::accept_loop(hub.clone(), mqtt_listener, Some(mqtt_tls), shutdown_rx.clone())),
+            tokio::spawn(mqtt::accept_loop(
+                hub.clone(),
+                mqtt_listener,
+                Some(mqtt_tls),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(http::accept_loop(
                 https_listener,
                 https_tls,
-                http::AppState { hub: hub.clone(), shutdown: shutdown_rx.clone() },
+                http::AppState {
+                    hub: hub.clone(),
+                    shutdown: shutdown_rx.clone(),
+                },
             )),
             tokio::spawn(flush_loop(hub.clone(), shutdown_rx.clone())),
             tokio::spawn(jobs::scheduler(hub.clone(), shutdown_rx.clone())),
         ];
         if let Some(l) = plain_listener {
-            tasks.push(tokio::spawn(mqtt::accept_loop(hub.clone(), l, None, shutdown_rx.clone())));
+            tasks.push(tokio::spawn(mqtt::accept_loop(
+                hub.clone(),
+                l,
+                None,
+                shutdown_rx.clone(),
+            )));
         }
         Ok(RunningEmulator {
             hub,
@@ -379,7 +404,11 @@ impl RunningEmulator {
     }
 
     fn dial_host(&self) -> &str {
-        if self.mqtt_addr.ip().is_loopback() { "localhost" } else { self.hub.host_name() }
+        if self.mqtt_addr.ip().is_loopback() {
+            "localhost"
+        } else {
+            self.hub.host_name()
+        }
     }
 
     /// `https://localhost:{port}`: the REST base URL.
@@ -389,7 +418,11 @@ impl RunningEmulator {
 
     /// A service connection string for a shared access policy (e.g. `iothubowner`).
     pub fn policy_connection_string(&self, policy: &str) -> Option<String> {
-        let key = lock(&self.hub.registry).policies.get(policy)?.primary.clone();
+        let key = lock(&self.hub.registry)
+            .policies
+            .get(policy)?
+            .primary
+            .clone();
         Some(format!(
             "HostName={};SharedAccessKeyName={policy};SharedAccessKey={}",
             endpoint(self.hub.host_name(), self.https_addr.port(), 443),
@@ -399,14 +432,21 @@ impl RunningEmulator {
 
     /// The `iothubowner` connection string.
     pub fn service_connection_string(&self) -> String {
-        self.policy_connection_string("iothubowner").unwrap_or_default()
+        self.policy_connection_string("iothubowner")
+            .unwrap_or_default()
     }
 
     fn identity_connection_string(&self, device: &str, module: Option<&str>) -> Option<String> {
         let reg = lock(&self.hub.registry);
         let rec = reg.devices.get(device)?;
         let keys = match module {
-            Some(m) => rec.modules.get(m)?.module.authentication.symmetric_key.clone(),
+            Some(m) => rec
+                .modules
+                .get(m)?
+                .module
+                .authentication
+                .symmetric_key
+                .clone(),
             None => rec.device.authentication.symmetric_key.clone(),
         }?;
         let key = keys.primary_key?;

@@ -76,8 +76,9 @@ impl Hub {
                 let payload = if body.iter().all(u8::is_ascii_whitespace) {
                     Value::Null
                 } else {
-                    serde_json::from_slice(&body)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+                    serde_json::from_slice(&body).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&body).into_owned())
+                    })
                 };
                 Ok(CloudToDeviceMethodResult::new(status, payload))
             }
@@ -93,7 +94,12 @@ impl Hub {
     }
 
     /// Completes a pending method call with the device's answer; `false` when none waits.
-    pub(crate) fn complete_method(&self, session: &crate::hub::SessionHandle, rid: &str, reply: (i32, Bytes)) -> bool {
+    pub(crate) fn complete_method(
+        &self,
+        session: &crate::hub::SessionHandle,
+        rid: &str,
+        reply: (i32, Bytes),
+    ) -> bool {
         match lock(&session.pending).remove(rid) {
             Some(tx) => tx.send(reply).is_ok(),
             None => false,

@@ -47,9 +47,11 @@ impl crate::hub::Hub {
         for rec in reg.devices.values() {
             match from {
                 Collection::Devices => docs.extend(service_twin(rec, None)),
-                Collection::Modules => {
-                    docs.extend(rec.modules.keys().filter_map(|m| service_twin(rec, Some(m))))
-                }
+                Collection::Modules => docs.extend(
+                    rec.modules
+                        .keys()
+                        .filter_map(|m| service_twin(rec, Some(m))),
+                ),
                 Collection::Jobs => {}
             }
         }
@@ -63,11 +65,17 @@ impl crate::hub::Hub {
     }
 }
 
-pub(crate) async fn query_devices(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> ApiResult {
+pub(crate) async fn query_devices(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let spec: QuerySpec = parse_json(&body)?;
     if spec.query.len() > MAX_QUERY_LEN {
-        return Err(ApiError::bad_request("The query is longer than 8192 characters."));
+        return Err(ApiError::bad_request(
+            "The query is longer than 8192 characters.",
+        ));
     }
     let q = query::parse_query(&spec.query).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let item_type = match (&q.projections, q.from) {
@@ -92,7 +100,10 @@ pub(crate) async fn query_devices(State(s): State<AppState>, h: HeaderMap, body:
 
 /// One page of `rows` per the request's `x-ms-max-item-count` and `x-ms-continuation`, and the
 /// continuation token for the next page (none on the last page).
-pub(crate) fn page(h: &HeaderMap, rows: &[Value]) -> Result<(Vec<Value>, Option<String>), ApiError> {
+pub(crate) fn page(
+    h: &HeaderMap,
+    rows: &[Value],
+) -> Result<(Vec<Value>, Option<String>), ApiError> {
     let page_size = h
         .get("x-ms-max-item-count")
         .and_then(|v| v.to_str().ok())

@@ -144,7 +144,8 @@ impl TwinState {
         self.desired = new_desired;
         self.desired_version += 1;
         if replace {
-            self.desired_meta = twin::fresh_metadata(&self.desired, now, Some(self.desired_version));
+            self.desired_meta =
+                twin::fresh_metadata(&self.desired, now, Some(self.desired_version));
             Ok(DesiredChange::Full)
         } else {
             twin::update_metadata(
@@ -170,17 +171,29 @@ mod tests {
         assert_eq!(t.patch_reported(&json!({"a": 1}), "t1").unwrap(), 2);
         assert_eq!(t.etag(), "AAAAAAAAAAE=", "reported changes keep the etag");
         let change = t
-            .service_update(&json!({"properties": {"desired": {"x": 1}}, "etag": "ignored"}), false, "t2")
+            .service_update(
+                &json!({"properties": {"desired": {"x": 1}}, "etag": "ignored"}),
+                false,
+                "t2",
+            )
             .unwrap();
         assert!(matches!(change, DesiredChange::Patch(_)));
-        assert_eq!((t.desired_version, t.etag(), t.version), (2, "AAAAAAAAAAI=".to_owned(), 4));
+        assert_eq!(
+            (t.desired_version, t.etag(), t.version),
+            (2, "AAAAAAAAAAI=".to_owned(), 4)
+        );
         assert!(matches!(
-            t.service_update(&json!({"tags": {"floor": 3}}), false, "t3").unwrap(),
+            t.service_update(&json!({"tags": {"floor": 3}}), false, "t3")
+                .unwrap(),
             DesiredChange::None
         ));
         assert_eq!(t.desired_version, 2);
-        t.service_update(&json!({"tags": {"b": 1}, "properties": {"desired": {"y": 2}}}), true, "t4")
-            .unwrap();
+        t.service_update(
+            &json!({"tags": {"b": 1}, "properties": {"desired": {"y": 2}}}),
+            true,
+            "t4",
+        )
+        .unwrap();
         assert_eq!(Value::Object(t.tags.clone()), json!({"b": 1}));
         assert_eq!(Value::Object(t.desired.clone()), json!({"y": 2}));
         assert_eq!(t.desired_notification(None), json!({"y": 2, "$version": 3}));

@@ -55,15 +55,18 @@ fn twin_mut<'a>(
 }
 
 impl Hub {
-    pub(crate) fn get_twin(&self, device_id: &str, module_id: Option<&str>) -> Result<Twin, ApiError> {
+    pub(crate) fn get_twin(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Result<Twin, ApiError> {
         let reg = lock(&self.registry);
         let rec = reg
             .devices
             .get(device_id)
             .ok_or_else(|| ApiError::device_not_found(device_id))?;
-        service_twin(rec, module_id).ok_or_else(|| {
-            ApiError::module_not_found(device_id, module_id.unwrap_or_default())
-        })
+        service_twin(rec, module_id)
+            .ok_or_else(|| ApiError::module_not_found(device_id, module_id.unwrap_or_default()))
     }
 
     /// `PATCH` (merge) or `PUT` (replace) of tags and desired; notifies the device.
@@ -89,11 +92,16 @@ impl Hub {
             let change = state.service_update(body, replace, &now)?;
             let notification = match change {
                 DesiredChange::None => None,
-                DesiredChange::Patch(p) => Some((state.desired_version, state.desired_notification(Some(&p)))),
-                DesiredChange::Full => Some((state.desired_version, state.desired_notification(None))),
+                DesiredChange::Patch(p) => {
+                    Some((state.desired_version, state.desired_notification(Some(&p))))
+                }
+                DesiredChange::Full => {
+                    Some((state.desired_version, state.desired_notification(None)))
+                }
             };
-            let twin = service_twin(rec, module_id)
-                .ok_or_else(|| ApiError::module_not_found(device_id, module_id.unwrap_or_default()))?;
+            let twin = service_twin(rec, module_id).ok_or_else(|| {
+                ApiError::module_not_found(device_id, module_id.unwrap_or_default())
+            })?;
             (twin, notification)
         };
         self.mark_dirty();

@@ -26,7 +26,10 @@ use std::collections::HashMap;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/emulator/health", get(health))
-        .route("/emulator/telemetry", get(telemetry).delete(clear_telemetry))
+        .route(
+            "/emulator/telemetry",
+            get(telemetry).delete(clear_telemetry),
+        )
         .route("/emulator/devices/{id}/messages", post(send_c2d))
         .route("/emulator/devices/{id}/disconnect", post(disconnect))
         .route("/emulator/disconnect-all", post(disconnect_all))
@@ -88,7 +91,13 @@ async fn send_c2d(
     custom.sort();
     p.custom = custom;
     let message_id = p.message_id.clone();
-    s.hub.enqueue_c2d(&id, C2dMessage { properties: p, body })?;
+    s.hub.enqueue_c2d(
+        &id,
+        C2dMessage {
+            properties: p,
+            body,
+        },
+    )?;
     Ok(json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "messageId": message_id }),
@@ -104,11 +113,19 @@ async fn disconnect(
 ) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let dropped = s.hub.disconnect(&id, q.get("moduleId").map(String::as_str));
-    Ok(json(StatusCode::OK, &serde_json::json!({ "disconnected": dropped }), None))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "disconnected": dropped }),
+        None,
+    ))
 }
 
 async fn disconnect_all(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let n = s.hub.disconnect_all();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "disconnected": n }), None))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "disconnected": n }),
+        None,
+    ))
 }

@@ -9,18 +9,31 @@ use bytes::Bytes;
 use iot_common::JobRequest;
 use std::collections::HashMap;
 
-pub(crate) async fn put_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap, b: Bytes) -> ApiResult {
+pub(crate) async fn put_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let req: JobRequest = parse_json(&b)?;
     Ok(json(StatusCode::OK, &s.hub.create_job(&id, req)?, None))
 }
 
-pub(crate) async fn get_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+pub(crate) async fn get_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     Ok(json(StatusCode::OK, &s.hub.get_job(&id)?, None))
 }
 
-pub(crate) async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+pub(crate) async fn cancel_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     Ok(json(StatusCode::OK, &s.hub.cancel_job(&id)?, None))
 }

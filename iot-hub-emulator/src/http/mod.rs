@@ -23,7 +23,10 @@ use tokio_rustls::TlsAcceptor;
 pub(crate) use response::{ApiResult, authorize, parse_json};
 
 /// A JSON answer without an etag.
-pub(crate) fn json_response<T: serde::Serialize>(status: axum::http::StatusCode, body: &T) -> axum::response::Response {
+pub(crate) fn json_response<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    body: &T,
+) -> axum::response::Response {
     response::json(status, body, None)
 }
 
@@ -37,7 +40,9 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/twins/{id}",
-            get(twin_api::get_twin).patch(twin_api::patch_twin).put(twin_api::put_twin),
+            get(twin_api::get_twin)
+                .patch(twin_api::patch_twin)
+                .put(twin_api::put_twin),
         )
         .route("/twins/{id}/methods", post(twin_api::invoke_method))
         .route(
@@ -46,7 +51,10 @@ pub(crate) fn router(state: AppState) -> Router {
                 .patch(twin_api::patch_module_twin)
                 .put(twin_api::put_module_twin),
         )
-        .route("/twins/{id}/modules/{mid}/methods", post(twin_api::invoke_module_method))
+        .route(
+            "/twins/{id}/modules/{mid}/methods",
+            post(twin_api::invoke_module_method),
+        )
         .route("/devices", get(registry_api::list_devices))
         .route("/devices/", get(registry_api::list_devices))
         .route("/devices/query", post(crate::query_api::query_devices))
@@ -66,7 +74,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/statistics/devices", get(registry_api::device_statistics))
         .route("/statistics/service", get(registry_api::service_statistics))
         .route("/jobs/v2/query", get(jobs_api::query_jobs))
-        .route("/jobs/v2/{id}", get(jobs_api::get_job).put(jobs_api::put_job))
+        .route(
+            "/jobs/v2/{id}",
+            get(jobs_api::get_job).put(jobs_api::put_job),
+        )
         .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
         .route("/$iothub/websocket", get(ws::upgrade))
         .merge(emulator_api::routes())
@@ -74,11 +85,7 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 /// Accepts HTTPS connections until shutdown.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    state: AppState,
-) {
+pub(crate) async fn accept_loop(listener: TcpListener, tls: TlsAcceptor, state: AppState) {
     let app = router(state.clone());
     let mut shutdown = state.shutdown.clone();
     loop {
@@ -98,7 +105,8 @@ pub(crate) async fn accept_loop(
         let app = app.clone();
         let mut conn_shutdown = state.shutdown.clone();
         tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
             else {
                 return;
             };

@@ -27,7 +27,11 @@ pub(crate) async fn list_devices(
     Ok(json(StatusCode::OK, &s.hub.list_devices(top), None))
 }
 
-pub(crate) async fn get_device(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+pub(crate) async fn get_device(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
     authorize(&s.hub, &h, READ)?;
     let d = s.hub.get_device(&id)?;
     let etag = d.etag.clone();
@@ -47,13 +51,21 @@ pub(crate) async fn put_device(
     Ok(json(StatusCode::OK, &d, etag.as_deref()))
 }
 
-pub(crate) async fn delete_device(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+pub(crate) async fn delete_device(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
     authorize(&s.hub, &h, WRITE)?;
     s.hub.delete_device(&id, if_match(&h))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn list_modules(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+pub(crate) async fn list_modules(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
     authorize(&s.hub, &h, READ)?;
     Ok(json(StatusCode::OK, &s.hub.list_modules(&id)?, None))
 }
@@ -79,7 +91,11 @@ pub(crate) async fn put_module(
     let body: Module = parse_json(&b)?;
     let (m, created) = s.hub.put_module(&id, &mid, body, if_match(&h))?;
     let etag = m.etag.clone();
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(json(status, &m, etag.as_deref()))
 }
 

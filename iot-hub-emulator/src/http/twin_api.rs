@@ -1,7 +1,7 @@
 //! `/twins/{id}[/modules/{mid}]`: get, patch, replace, and `…/methods` to invoke a method.
 
-use super::response::{ApiResult, authorize, if_match, json, parse_json};
 use super::AppState;
+use super::response::{ApiResult, authorize, if_match, json, parse_json};
 use crate::registry::Rights;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -46,19 +46,38 @@ async fn invoke(
     Ok(json(StatusCode::OK, &result, None))
 }
 
-pub(crate) async fn get_twin(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+pub(crate) async fn get_twin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult {
     get(&s, &h, &id, None).await
 }
 
-pub(crate) async fn patch_twin(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap, b: Bytes) -> ApiResult {
+pub(crate) async fn patch_twin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> ApiResult {
     update(&s, &h, &id, None, &b, false).await
 }
 
-pub(crate) async fn put_twin(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap, b: Bytes) -> ApiResult {
+pub(crate) async fn put_twin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> ApiResult {
     update(&s, &h, &id, None, &b, true).await
 }
 
-pub(crate) async fn invoke_method(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap, b: Bytes) -> ApiResult {
+pub(crate) async fn invoke_method(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> ApiResult {
     invoke(&s, &h, &id, None, &b).await
 }
 

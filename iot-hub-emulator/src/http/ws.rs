@@ -15,7 +15,11 @@ pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> 
 
 async fn bridge(state: AppState, socket: WebSocket) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let mqtt = tokio::spawn(crate::mqtt::serve(state.hub.clone(), theirs, state.shutdown.clone()));
+    let mqtt = tokio::spawn(crate::mqtt::serve(
+        state.hub.clone(),
+        theirs,
+        state.shutdown.clone(),
+    ));
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut rd, mut wr) = tokio::io::split(ours);
     let inbound = async {

@@ -2,13 +2,14 @@
 //! single task that owns the socket.
 
 use crate::auth::DeviceIdentity;
-use crate::hub::{C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, now_string, sub, unix_now};
+use crate::hub::{
+    C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, now_string, sub, unix_now,
+};
 use bytes::{Bytes, BytesMut};
 use iot_common::topic::{self, DeviceTopic, Subscription};
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode,
-    UnsubAck,
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -62,10 +63,12 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbuf = BytesMut::with_capacity(1024);
-    let connect = match tokio::time::timeout(Duration::from_secs(10), read_packet(&mut rd, &mut inbuf)).await {
-        Ok(Some(Packet::Connect(c))) => c,
-        _ => return,
-    };
+    let connect =
+        match tokio::time::timeout(Duration::from_secs(10), read_packet(&mut rd, &mut inbuf)).await
+        {
+            Ok(Some(Packet::Connect(c))) => c,
+            _ => return,
+        };
     let mut out = BytesMut::with_capacity(256);
     let (username, password) = match &connect.login {
         Some(l) => (Some(l.username.as_str()), Some(l.password.as_str())),
@@ -160,10 +163,13 @@ where
         tracing::info!(device_id = %identity.device_id, module_id = ?identity.module_id, why, "device disconnected");
     }
     if !graceful && let Some(will) = &connect.last_will {
-        let mut properties = iot_common::MessageProperties::new().property("iothub-MessageType", "Will");
-        if let Ok(DeviceTopic::Telemetry { properties: p }) =
-            DeviceTopic::parse(&will.topic, &identity.device_id, identity.module_id.as_deref())
-        {
+        let mut properties =
+            iot_common::MessageProperties::new().property("iothub-MessageType", "Will");
+        if let Ok(DeviceTopic::Telemetry { properties: p }) = DeviceTopic::parse(
+            &will.topic,
+            &identity.device_id,
+            identity.module_id.as_deref(),
+        ) {
             properties.custom.splice(0..0, p.custom);
         }
         hub.record_telemetry(TelemetryRecord {
@@ -247,7 +253,11 @@ impl Connection {
                             if (before | bit).count_ones() > MAX_SUBSCRIPTIONS {
                                 SubscribeReasonCode::Failure
                             } else {
-                                let qos = if f.qos == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                                let qos = if f.qos == QoS::AtMostOnce {
+                                    QoS::AtMostOnce
+                                } else {
+                                    QoS::AtLeastOnce
+                                };
                                 SubscribeReasonCode::Success(qos)
                             }
                         }
@@ -293,7 +303,10 @@ impl Connection {
         if p.qos == QoS::ExactlyOnce {
             return Flow::Close("QoS 2 publish");
         }
-        let (device_id, module_id) = (self.session.device_id.clone(), self.session.module_id.clone());
+        let (device_id, module_id) = (
+            self.session.device_id.clone(),
+            self.session.module_id.clone(),
+        );
         let parsed = match DeviceTopic::parse(&p.topic, &device_id, module_id.as_deref()) {
             Ok(t) => t,
             Err(e) => {
@@ -305,7 +318,9 @@ impl Connection {
         match parsed {
             DeviceTopic::Telemetry { mut properties } => {
                 if p.retain {
-                    properties.custom.push(("mqtt-retain".into(), "true".into()));
+                    properties
+                        .custom
+                        .push(("mqtt-retain".into(), "true".into()));
                 }
                 self.hub.record_telemetry(TelemetryRecord {
                     device_id,
@@ -319,7 +334,8 @@ impl Connection {
                 if p.payload.len() > iot_common::method::MAX_PAYLOAD_BYTES {
                     return Flow::Close("method response over 128 KB");
                 }
-                self.hub.complete_method(&self.session, &rid, (status, p.payload.clone()));
+                self.hub
+                    .complete_method(&self.session, &rid, (status, p.payload.clone()));
             }
             DeviceTopic::TwinGet { rid } => {
                 let body = self
@@ -330,8 +346,13 @@ impl Connection {
             }
             DeviceTopic::TwinPatchReported { rid } => {
                 let result = serde_json::from_slice::<Value>(&p.payload)
-                    .map_err(|_| crate::error::ApiError::bad_request("The reported patch is not valid JSON."))
-                    .and_then(|patch| self.hub.patch_reported(&device_id, module_id.as_deref(), &patch));
+                    .map_err(|_| {
+                        crate::error::ApiError::bad_request("The reported patch is not valid JSON.")
+                    })
+                    .and_then(|patch| {
+                        self.hub
+                            .patch_reported(&device_id, module_id.as_deref(), &patch)
+                    });
                 match result {
                     Ok(version) => self.twin_reply(204, &rid, Some(version), Bytes::new()),
                     Err(e) => {
@@ -341,7 +362,11 @@ impl Connection {
                             "message": e.message,
                             "timestampUtc": now_string(),
                         });
-                        let status = if e.code.http_status() == 413 { 413 } else { 400 };
+                        let status = if e.code.http_status() == 413 {
+                            413
+                        } else {
+                            400
+                        };
                         self.twin_reply(status, &rid, None, Bytes::from(body.to_string()));
                     }
                 }
@@ -356,8 +381,11 @@ impl Connection {
 
     fn twin_reply(&mut self, status: u16, rid: &str, version: Option<u64>, body: Bytes) {
         if self.session.subscribed(sub::TWIN_RESPONSES) {
-            self.write_publish(topic::twin_response_topic(status, rid, version), body, QoS::AtMostOnce);
+            self.write_publish(
+                topic::twin_response_topic(status, rid, version),
+                body,
+                QoS::AtMostOnce,
+            );
         }
     }
 }
-

@@ -36,8 +36,10 @@ pub(crate) async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    );
                     match handshake.await {
                         Ok(Ok(stream)) => serve(hub, stream, shutdown).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),

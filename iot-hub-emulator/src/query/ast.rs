@@ -14,7 +14,11 @@ pub(crate) enum Expr {
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
-    In { value: Box<Expr>, list: Vec<Expr>, negated: bool },
+    In {
+        value: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
     Call(String, Vec<Expr>),
 }
 
@@ -46,8 +50,15 @@ pub(crate) enum Aggregate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Projection {
-    Expr { expr: Expr, alias: Option<String> },
-    Aggregate { func: Aggregate, arg: Option<Expr>, alias: Option<String> },
+    Expr {
+        expr: Expr,
+        alias: Option<String>,
+    },
+    Aggregate {
+        func: Aggregate,
+        arg: Option<Expr>,
+        alias: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,9 +8,23 @@ use std::cmp::Ordering;
 
 /// The functions the parser accepts.
 pub(crate) const FUNCTIONS: &[&str] = &[
-    "IS_DEFINED", "IS_NULL", "IS_BOOL", "IS_NUMBER", "IS_STRING", "IS_OBJECT", "IS_ARRAY",
-    "IS_PRIMITIVE", "STARTSWITH", "ENDSWITH", "STARTS_WITH", "ENDS_WITH", "CONTAINS",
-    "ARRAY_CONTAINS", "LOWER", "UPPER", "LENGTH",
+    "IS_DEFINED",
+    "IS_NULL",
+    "IS_BOOL",
+    "IS_NUMBER",
+    "IS_STRING",
+    "IS_OBJECT",
+    "IS_ARRAY",
+    "IS_PRIMITIVE",
+    "STARTSWITH",
+    "ENDSWITH",
+    "STARTS_WITH",
+    "ENDS_WITH",
+    "CONTAINS",
+    "ARRAY_CONTAINS",
+    "LOWER",
+    "UPPER",
+    "LENGTH",
 ];
 
 fn resolve<'a>(path: &[PathSeg], doc: &'a Value) -> Option<&'a Value> {
@@ -59,14 +73,22 @@ pub(crate) fn eval(e: &Expr, doc: &Value) -> Option<Value> {
         Expr::Literal(v) => Some(v.clone()),
         Expr::Undefined => None,
         Expr::Path(p) => resolve(p, doc).cloned(),
-        Expr::Array(items) => items.iter().map(|i| eval(i, doc)).collect::<Option<Vec<_>>>().map(Value::Array),
+        Expr::Array(items) => items
+            .iter()
+            .map(|i| eval(i, doc))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
         Expr::Not(inner) => match eval(inner, doc)? {
             Value::Bool(b) => bool_val(!b),
             _ => None,
         },
         Expr::Neg(inner) => to_number(-num(&eval(inner, doc))?),
         Expr::Binary(op, l, r) => binary(*op, l, r, doc),
-        Expr::In { value, list, negated } => {
+        Expr::In {
+            value,
+            list,
+            negated,
+        } => {
             let v = eval(value, doc)?;
             if v.is_object() || v.is_array() {
                 return None;
@@ -149,7 +171,11 @@ fn call(name: &str, args: &[Expr], doc: &Value) -> Option<Value> {
                 return None;
             };
             let needle = arg(1)?;
-            bool_val(items.iter().any(|i| compare(i, &needle) == Some(Ordering::Equal)))
+            bool_val(
+                items
+                    .iter()
+                    .any(|i| compare(i, &needle) == Some(Ordering::Equal)),
+            )
         }
         "LOWER" => Some(Value::String(string(0)?.to_lowercase())),
         "UPPER" => Some(Value::String(string(0)?.to_uppercase())),
@@ -177,7 +203,10 @@ fn key_name(expr: &Expr, alias: &Option<String>, index: usize) -> String {
 }
 
 fn aggregate(func: Aggregate, arg: &Option<Expr>, docs: &[&Value]) -> Value {
-    let values = || docs.iter().filter_map(|d| arg.as_ref().and_then(|a| eval(a, d)));
+    let values = || {
+        docs.iter()
+            .filter_map(|d| arg.as_ref().and_then(|a| eval(a, d)))
+    };
     let numbers = || values().filter_map(|v| v.as_f64());
     match func {
         Aggregate::Count => Value::from(match arg {
@@ -187,13 +216,27 @@ fn aggregate(func: Aggregate, arg: &Option<Expr>, docs: &[&Value]) -> Value {
         Aggregate::Sum => to_number(numbers().sum()).unwrap_or(Value::Null),
         Aggregate::Avg => {
             let (sum, n) = numbers().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-            if n == 0 { Value::Null } else { to_number(sum / n as f64).unwrap_or(Value::Null) }
+            if n == 0 {
+                Value::Null
+            } else {
+                to_number(sum / n as f64).unwrap_or(Value::Null)
+            }
         }
         Aggregate::Min | Aggregate::Max => {
-            let want = if func == Aggregate::Min { Ordering::Less } else { Ordering::Greater };
+            let want = if func == Aggregate::Min {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
             values()
                 .filter(|v| !v.is_object() && !v.is_array())
-                .reduce(|best, v| if compare(&v, &best) == Some(want) { v } else { best })
+                .reduce(|best, v| {
+                    if compare(&v, &best) == Some(want) {
+                        v
+                    } else {
+                        best
+                    }
+                })
                 .unwrap_or(Value::Null)
         }
     }
@@ -208,9 +251,14 @@ pub(crate) fn run(q: &Query, docs: &[Value]) -> Vec<Value> {
     let Some(projections) = &q.projections else {
         return selected.into_iter().cloned().collect();
     };
-    let has_aggregate = projections.iter().any(|p| matches!(p, Projection::Aggregate { .. }));
+    let has_aggregate = projections
+        .iter()
+        .any(|p| matches!(p, Projection::Aggregate { .. }));
     if !has_aggregate && q.group_by.is_empty() {
-        return selected.iter().map(|d| project(projections, &[d])).collect();
+        return selected
+            .iter()
+            .map(|d| project(projections, &[d]))
+            .collect();
     }
     let mut groups: Vec<(String, Vec<&Value>)> = Vec::new();
     for d in selected {
@@ -224,7 +272,10 @@ pub(crate) fn run(q: &Query, docs: &[Value]) -> Vec<Value> {
     if groups.is_empty() && q.group_by.is_empty() {
         groups.push((String::new(), Vec::new()));
     }
-    groups.iter().map(|(_, members)| project(projections, members)).collect()
+    groups
+        .iter()
+        .map(|(_, members)| project(projections, members))
+        .collect()
 }
 
 fn project(projections: &[Projection], docs: &[&Value]) -> Value {

@@ -21,7 +21,10 @@ pub(crate) struct QueryError {
 
 impl QueryError {
     pub(crate) fn at(position: usize, message: impl Into<String>) -> Self {
-        Self { position, message: message.into() }
+        Self {
+            position,
+            message: message.into(),
+        }
     }
 }
 

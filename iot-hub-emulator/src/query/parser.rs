@@ -7,7 +7,8 @@ use super::lexer::{Tok, Token, lex};
 use serde_json::Value;
 
 const RESERVED: [&str; 14] = [
-    "select", "from", "where", "group", "by", "as", "and", "or", "not", "in", "nin", "top", "true", "false",
+    "select", "from", "where", "group", "by", "as", "and", "or", "not", "in", "nin", "top", "true",
+    "false",
 ];
 
 struct Parser {
@@ -17,7 +18,10 @@ struct Parser {
 
 /// Parses a whole query.
 pub(crate) fn parse_query(input: &str) -> Result<Query, QueryError> {
-    let mut p = Parser { toks: lex(input)?, i: 0 };
+    let mut p = Parser {
+        toks: lex(input)?,
+        i: 0,
+    };
     let q = p.query()?;
     p.expect_end()?;
     Ok(q)
@@ -25,7 +29,10 @@ pub(crate) fn parse_query(input: &str) -> Result<Query, QueryError> {
 
 /// Parses a bare condition (a job's `queryCondition`).
 pub(crate) fn parse_condition(input: &str) -> Result<Expr, QueryError> {
-    let mut p = Parser { toks: lex(input)?, i: 0 };
+    let mut p = Parser {
+        toks: lex(input)?,
+        i: 0,
+    };
     let e = p.expr()?;
     p.expect_end()?;
     Ok(e)
@@ -60,7 +67,10 @@ impl Parser {
         if self.eat_kw(kw) {
             Ok(())
         } else {
-            Err(QueryError::at(self.peek().pos, format!("expected {}", kw.to_uppercase())))
+            Err(QueryError::at(
+                self.peek().pos,
+                format!("expected {}", kw.to_uppercase()),
+            ))
         }
     }
 
@@ -118,13 +128,27 @@ impl Parser {
             .iter()
             .map(|PathSeg::Field(f)| f.to_ascii_lowercase())
             .collect();
-        let from = match names.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        let from = match names
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["devices"] => Collection::Devices,
             ["devices", "modules"] => Collection::Modules,
             ["devices", "jobs"] => Collection::Jobs,
-            _ => return Err(QueryError::at(from_pos, "FROM must be devices, devices.modules or devices.jobs")),
+            _ => {
+                return Err(QueryError::at(
+                    from_pos,
+                    "FROM must be devices, devices.modules or devices.jobs",
+                ));
+            }
         };
-        let filter = if self.eat_kw("where") { Some(self.expr()?) } else { None };
+        let filter = if self.eat_kw("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let mut group_by = Vec::new();
         if self.eat_kw("group") {
             self.expect_kw("by")?;
@@ -133,7 +157,13 @@ impl Parser {
                 group_by.push(self.path()?);
             }
         }
-        Ok(Query { top, projections, from, filter, group_by })
+        Ok(Query {
+            top,
+            projections,
+            from,
+            filter,
+            group_by,
+        })
     }
 
     fn projection(&mut self) -> Result<Projection, QueryError> {
@@ -149,21 +179,35 @@ impl Parser {
             },
             _ => None,
         };
-        let next_is_paren = matches!(self.toks.get(self.i + 1).map(|t| &t.tok), Some(Tok::Sym("(")));
+        let next_is_paren = matches!(
+            self.toks.get(self.i + 1).map(|t| &t.tok),
+            Some(Tok::Sym("("))
+        );
         let proj = match agg {
             Some(func) if next_is_paren => {
                 self.bump();
                 self.expect_sym("(")?;
-                let arg = if self.is_sym(")") { None } else { Some(self.expr()?) };
+                let arg = if self.is_sym(")") {
+                    None
+                } else {
+                    Some(self.expr()?)
+                };
                 self.expect_sym(")")?;
                 if func != Aggregate::Count && arg.is_none() {
                     return Err(QueryError::at(pos, "aggregate needs an argument"));
                 }
-                Projection::Aggregate { func, arg, alias: self.alias()? }
+                Projection::Aggregate {
+                    func,
+                    arg,
+                    alias: self.alias()?,
+                }
             }
             _ => {
                 let expr = self.additive()?;
-                Projection::Expr { expr, alias: self.alias()? }
+                Projection::Expr {
+                    expr,
+                    alias: self.alias()?,
+                }
             }
         };
         Ok(proj)
@@ -267,7 +311,11 @@ impl Parser {
             }
         }
         self.expect_sym(close)?;
-        Ok(Expr::In { value: Box::new(left), list, negated })
+        Ok(Expr::In {
+            value: Box::new(left),
+            list,
+            negated,
+        })
     }
 
     fn additive(&mut self) -> Result<Expr, QueryError> {
@@ -352,7 +400,11 @@ impl Parser {
                         self.bump();
                         Ok(Expr::Undefined)
                     }
-                    _ if matches!(self.toks.get(self.i + 1).map(|t| &t.tok), Some(Tok::Sym("("))) => {
+                    _ if matches!(
+                        self.toks.get(self.i + 1).map(|t| &t.tok),
+                        Some(Tok::Sym("("))
+                    ) =>
+                    {
                         self.bump();
                         self.bump();
                         let mut args = Vec::new();
