@@ -1,5 +1,7 @@
 //! Property tests: build-then-parse round-trips, and no parser panics on arbitrary input.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use iot_common::mqtt;
 use iot_common::topic::{self, DeviceTopic, Inbound, Subscription};
 use iot_common::twin::{self, TwinSection};

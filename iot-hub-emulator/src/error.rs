@@ -82,3 +82,23 @@ impl From<iot_common::TwinError> for ApiError {
         Self::new(code, e.to_string())
     }
 }
+
+/// An error the hub answered an in-process API call with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code:?} ({}): {message}", code.code())]
+#[non_exhaustive]
+pub struct HubApiError {
+    /// The hub's error code.
+    pub code: ErrorCode,
+    /// Its message.
+    pub message: String,
+}
+
+impl From<ApiError> for HubApiError {
+    fn from(e: ApiError) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}

@@ -20,13 +20,13 @@ mod tls;
 mod twin_state;
 mod twins;
 
-pub use error::EmulatorError;
+pub use error::{EmulatorError, HubApiError};
 pub use hub::TelemetryRecord;
 pub use registry::Rights;
 
 use hub::{Hub, HubOptions, lock};
-use iot_common::Secret;
 use iot_common::registry::{Device, SymmetricKey};
+use iot_common::{CloudToDeviceMethod, CloudToDeviceMethodResult, Secret, Twin};
 use registry::{Policy, Registry, default_policies, generate_key};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -502,6 +502,73 @@ impl RunningEmulator {
         }
         self.module_connection_string(device_id, module_id)
             .ok_or_else(|| EmulatorError::Config("module has no key".into()))
+    }
+
+    /// Invokes a direct method as the REST API would (same routing, timeouts and errors).
+    ///
+    /// # Errors
+    /// The hub's error: 404001, 404103, 504101, 400004…
+    pub async fn invoke_method(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        request: CloudToDeviceMethod,
+    ) -> Result<CloudToDeviceMethodResult, HubApiError> {
+        self.hub
+            .invoke_method(device_id, module_id, request)
+            .await
+            .map_err(HubApiError::from)
+    }
+
+    /// Patches (`replace = false`) or replaces the twin's tags and desired properties, as
+    /// `PATCH`/`PUT /twins/{id}` would; the device is notified of desired changes.
+    ///
+    /// # Errors
+    /// The hub's error (unknown device, invalid patch).
+    pub fn update_twin(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        body: &serde_json::Value,
+        replace: bool,
+    ) -> Result<Twin, HubApiError> {
+        self.hub
+            .update_twin(device_id, module_id, body, None, replace)
+            .map_err(HubApiError::from)
+    }
+
+    /// The service view of a twin.
+    ///
+    /// # Errors
+    /// Unknown device or module.
+    pub fn get_twin(&self, device_id: &str, module_id: Option<&str>) -> Result<Twin, HubApiError> {
+        self.hub
+            .get_twin(device_id, module_id)
+            .map_err(HubApiError::from)
+    }
+
+    /// Queues a cloud-to-device message.
+    ///
+    /// # Errors
+    /// Unknown device, or 50 messages already pending.
+    pub fn send_c2d(
+        &self,
+        device_id: &str,
+        body: impl Into<bytes::Bytes>,
+        mut properties: iot_common::MessageProperties,
+    ) -> Result<(), HubApiError> {
+        properties
+            .to
+            .get_or_insert_with(|| format!("/devices/{device_id}/messages/devicebound"));
+        self.hub
+            .enqueue_c2d(
+                device_id,
+                hub::C2dMessage {
+                    properties,
+                    body: body.into(),
+                },
+            )
+            .map_err(HubApiError::from)
     }
 
     /// Telemetry received so far (optionally from one device), oldest first.

@@ -1,0 +1,142 @@
+//! The device client's error: a kind, a retry classification, and the hub's status.
+
+use std::fmt;
+
+/// What went wrong, coarsely; see [`Error::is_retryable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad input caught before anything was sent (payload not JSON, patch over limits, …).
+    InvalidInput,
+    /// Bad configuration: malformed connection string, unusable CA file, …
+    Configuration,
+    /// The hub refused the credentials (CONNACK 4/5).
+    Unauthorized,
+    /// The connection failed or dropped.
+    Connection,
+    /// No answer within the operation timeout; the operation may have been applied.
+    Timeout,
+    /// The hub answered with an error status (see [`Error::status`]).
+    Hub,
+    /// A payload could not be serialized or deserialized.
+    Serialization,
+    /// The client was closed.
+    Closed,
+}
+
+/// The error type of this crate. Its `Display` never contains keys, tokens or payloads.
+pub struct Error {
+    kind: ErrorKind,
+    status: Option<u16>,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            status: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn hub(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::new(ErrorKind::Hub, message)
+        }
+    }
+
+    pub(crate) fn timeout(what: &str) -> Self {
+        Self::new(ErrorKind::Timeout, format!("{what} timed out"))
+    }
+
+    pub(crate) fn closed() -> Self {
+        Self::new(ErrorKind::Closed, "the client is closed")
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The status the hub answered with (twin operations), when there is one.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// `true` when trying again later may succeed: connection failures, timeouts, and hub
+    /// answers 408, 429 and 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Connection | ErrorKind::Timeout => true,
+            ErrorKind::Hub => self
+                .status
+                .is_some_and(iot_common::status::is_retryable_status),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "{} (status {s})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("message", &self.message)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<iot_common::ConnectionStringError> for Error {
+    fn from(e: iot_common::ConnectionStringError) -> Self {
+        Self::new(ErrorKind::Configuration, e.to_string())
+    }
+}
+
+impl From<iot_common::TwinError> for Error {
+    fn from(e: iot_common::TwinError) -> Self {
+        Self::new(ErrorKind::InvalidInput, e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::new(
+            ErrorKind::Serialization,
+            "payload is not valid JSON for this type",
+        )
+        .with_source(e)
+    }
+}

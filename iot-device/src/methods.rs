@@ -1,0 +1,170 @@
+//! Direct-method handlers: a small trait with a boxed future (closures and stateful types both
+//! implement it), typed handlers on top of it, and a stream for those who prefer one.
+
+use crate::shared::Shared;
+use futures_core::Stream;
+use iot_common::{MethodRequest, MethodResponse};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Weak;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Answers direct-method requests. Implemented for every
+/// `Fn(MethodRequest) -> impl Future<Output = MethodResponse>`.
+pub trait MethodHandler: Send + Sync + 'static {
+    /// Handles one request.
+    fn call(&self, request: MethodRequest) -> BoxFuture<MethodResponse>;
+}
+
+impl<F, Fut> MethodHandler for F
+where
+    F: Fn(MethodRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = MethodResponse> + Send + 'static,
+{
+    fn call(&self, request: MethodRequest) -> BoxFuture<MethodResponse> {
+        Box::pin(self(request))
+    }
+}
+
+/// The error a typed method handler returns: a status and a JSON payload.
+///
+/// Any `std::error::Error` converts into a 500 with its message, so `?` works in handlers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodError {
+    status: i32,
+    payload: Value,
+}
+
+impl MethodError {
+    /// An error with a status and `{"message": …}`.
+    pub fn new(status: i32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            payload: serde_json::json!({ "message": message.into() }),
+        }
+    }
+
+    /// An error with a status and any JSON payload.
+    pub fn with_payload(status: i32, payload: Value) -> Self {
+        Self { status, payload }
+    }
+
+    /// 400: the request is not acceptable.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub(crate) fn into_response(self) -> MethodResponse {
+        MethodResponse::new(self.status, &self.payload)
+    }
+}
+
+impl<E: std::error::Error> From<E> for MethodError {
+    fn from(e: E) -> Self {
+        Self::new(500, e.to_string())
+    }
+}
+
+/// Wraps a typed handler: the request payload is deserialized as `Req` (400 when it does not
+/// fit), `Ok(resp)` answers 200 with `resp` as JSON, `Err(e)` answers `e`'s status.
+pub(crate) fn typed<Req, Resp, F, Fut>(f: F) -> impl MethodHandler
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, MethodError>> + Send + 'static,
+{
+    move |request: MethodRequest| {
+        let parsed = request.json::<Req>();
+        let fut = parsed.map(&f);
+        async move {
+            match fut {
+                Ok(fut) => match fut.await {
+                    Ok(resp) => MethodResponse::ok(&resp),
+                    Err(e) => e.into_response(),
+                },
+                Err(e) => {
+                    MethodResponse::error(400, &format!("the request payload does not fit: {e}"))
+                }
+            }
+        }
+    }
+}
+
+/// A method request from [`MethodRequests`]; answer it with [`IncomingMethod::respond`].
+/// Dropped unanswered, it answers 500.
+#[must_use = "an unanswered method request makes the caller wait; it answers 500 when dropped"]
+#[derive(Debug)]
+pub struct IncomingMethod {
+    request: MethodRequest,
+    shared: Weak<Shared>,
+    answered: bool,
+}
+
+impl IncomingMethod {
+    pub(crate) fn new(request: MethodRequest, shared: Weak<Shared>) -> Self {
+        Self {
+            request,
+            shared,
+            answered: false,
+        }
+    }
+
+    /// The request.
+    pub fn request(&self) -> &MethodRequest {
+        &self.request
+    }
+
+    /// Sends the answer.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) when the client is gone.
+    pub async fn respond(mut self, response: MethodResponse) -> crate::Result<()> {
+        self.answered = true;
+        let shared = self.shared.upgrade().ok_or_else(crate::Error::closed)?;
+        shared
+            .send_method_response(&self.request.rid, response)
+            .await
+    }
+}
+
+impl Drop for IncomingMethod {
+    fn drop(&mut self) {
+        if !self.answered
+            && let Some(shared) = self.shared.upgrade()
+        {
+            shared.try_send_method_response(
+                &self.request.rid,
+                MethodResponse::error(500, "the method request was dropped without an answer"),
+            );
+        }
+    }
+}
+
+/// The stream of method requests that no named handler took.
+#[derive(Debug)]
+pub struct MethodRequests {
+    pub(crate) rx: mpsc::Receiver<IncomingMethod>,
+}
+
+impl MethodRequests {
+    /// The next request.
+    pub async fn next(&mut self) -> Option<IncomingMethod> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for MethodRequests {
+    type Item = IncomingMethod;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}

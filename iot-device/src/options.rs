@@ -1,0 +1,190 @@
+//! Client options: private fields, chainable setters, a `Debug` without secrets.
+
+use crate::{Result, tls};
+use iot_common::Backoff;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the client reaches the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// MQTT over TLS, port 8883 (or the `GatewayHostName` port).
+    #[default]
+    MqttTls,
+    /// MQTT over secure WebSockets, `wss://{host}:443/$iothub/websocket`.
+    #[cfg(feature = "websocket")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
+    MqttWebSocket,
+    /// MQTT over plain TCP: only for the emulator's `--plain-mqtt-port` in tests. Never use it
+    /// against a real hub; the SAS token would travel in clear text.
+    InsecureTcp,
+}
+
+/// Options of a [`DeviceClient`](crate::DeviceClient).
+///
+/// ```
+/// use iot_device::DeviceClientOptions;
+/// use std::time::Duration;
+/// let options = DeviceClientOptions::new()
+///     .keep_alive(Duration::from_secs(30))
+///     .operation_timeout(Duration::from_secs(10));
+/// ```
+#[derive(Clone)]
+pub struct DeviceClientOptions {
+    pub(crate) keep_alive: Duration,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) max_reconnect_attempts: Option<u32>,
+    pub(crate) retry_initial_connect: bool,
+    pub(crate) sas_ttl: Duration,
+    pub(crate) model_id: Option<String>,
+    pub(crate) max_concurrent_methods: usize,
+    pub(crate) transport: Transport,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) product_info: Option<String>,
+}
+
+impl Default for DeviceClientOptions {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            max_reconnect_attempts: None,
+            retry_initial_connect: false,
+            sas_ttl: Duration::from_secs(3600),
+            model_id: None,
+            max_concurrent_methods: 16,
+            transport: Transport::default(),
+            tls: None,
+            product_info: None,
+        }
+    }
+}
+
+impl DeviceClientOptions {
+    /// The defaults: keep-alive 60 s, operation timeout 30 s, backoff 1 s → 100 s with up to
+    /// 5 s jitter and no attempt limit, SAS time-to-live 1 h renewed at 85 %, 16 concurrent
+    /// method handlers, MQTT over TLS trusting the platform roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// MQTT keep-alive interval (default 60 s; the hub allows up to 1177 s).
+    pub fn keep_alive(mut self, d: Duration) -> Self {
+        self.keep_alive = d.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long twin operations, telemetry and subscriptions wait for the hub (default 30 s).
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.operation_timeout = d;
+        self
+    }
+
+    /// Reconnect backoff.
+    pub fn backoff(mut self, b: Backoff) -> Self {
+        self.backoff = b;
+        self
+    }
+
+    /// Give up after this many failed reconnects in a row (default: never).
+    pub fn max_reconnect_attempts(mut self, n: Option<u32>) -> Self {
+        self.max_reconnect_attempts = n;
+        self
+    }
+
+    /// Keep retrying the first connection instead of failing `connect` (default false).
+    pub fn retry_initial_connect(mut self, yes: bool) -> Self {
+        self.retry_initial_connect = yes;
+        self
+    }
+
+    /// Lifetime of the SAS tokens the client signs (default 1 h). The client reconnects with
+    /// a fresh token at 85 % of it.
+    pub fn sas_token_ttl(mut self, d: Duration) -> Self {
+        self.sas_ttl = d.max(Duration::from_secs(2));
+        self
+    }
+
+    /// IoT Plug and Play model id, sent in the MQTT username.
+    pub fn model_id(mut self, dtmi: impl Into<String>) -> Self {
+        self.model_id = Some(dtmi.into());
+        self
+    }
+
+    /// How many method handlers may run at once (default 16).
+    pub fn max_concurrent_methods(mut self, n: usize) -> Self {
+        self.max_concurrent_methods = n.max(1);
+        self
+    }
+
+    /// The transport (default MQTT over TLS).
+    pub fn transport(mut self, t: Transport) -> Self {
+        self.transport = t;
+        self
+    }
+
+    /// Appended to this SDK's `DeviceClientType` (for example your product and version).
+    pub fn product_info(mut self, info: impl Into<String>) -> Self {
+        self.product_info = Some(info.into());
+        self
+    }
+
+    /// Trusts a CA (PEM text) besides the platform roots, e.g. the emulator's.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Configuration`](crate::ErrorKind::Configuration) when the PEM holds no
+    /// valid certificate.
+    pub fn trust_ca_pem(mut self, pem: &str) -> Result<Self> {
+        self.tls = Some(tls::client_config(Some(pem))?);
+        Ok(self)
+    }
+
+    /// Trusts the CA in a PEM file, e.g. the emulator's `ca.pem`.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no valid certificate.
+    pub fn trust_ca_file(self, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let pem = std::fs::read_to_string(path.as_ref()).map_err(|e| {
+            crate::Error::new(crate::ErrorKind::Configuration, "cannot read the CA file")
+                .with_source(e)
+        })?;
+        self.trust_ca_pem(&pem)
+    }
+
+    pub(crate) fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        match &self.tls {
+            Some(c) => Ok(c.clone()),
+            None => tls::default_config(),
+        }
+    }
+
+    /// `DeviceClientType`: this SDK, its version, and the product info.
+    pub(crate) fn client_type(&self) -> String {
+        let base = concat!("azure-iot-rs-device/", env!("CARGO_PKG_VERSION"));
+        match &self.product_info {
+            Some(p) => format!("{base} {p}"),
+            None => base.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DeviceClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceClientOptions")
+            .field("keep_alive", &self.keep_alive)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("backoff", &self.backoff)
+            .field("max_reconnect_attempts", &self.max_reconnect_attempts)
+            .field("retry_initial_connect", &self.retry_initial_connect)
+            .field("sas_ttl", &self.sas_ttl)
+            .field("model_id", &self.model_id)
+            .field("max_concurrent_methods", &self.max_concurrent_methods)
+            .field("transport", &self.transport)
+            .field("custom_ca", &self.tls.is_some())
+            .finish()
+    }
+}
