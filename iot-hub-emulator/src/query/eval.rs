@@ -28,6 +28,17 @@ pub(crate) const FUNCTIONS: &[&str] = &[
 ];
 
 fn resolve<'a>(path: &[PathSeg], doc: &'a Value) -> Option<&'a Value> {
+    // Job queries name their fields fully qualified: `devices.jobs.jobId`.
+    let path = match path {
+        [PathSeg::Field(a), PathSeg::Field(b), rest @ ..]
+            if !rest.is_empty()
+                && a.eq_ignore_ascii_case("devices")
+                && b.eq_ignore_ascii_case("jobs") =>
+        {
+            rest
+        }
+        _ => path,
+    };
     let mut cur = doc;
     for (i, PathSeg::Field(name)) in path.iter().enumerate() {
         let map = cur.as_object()?;

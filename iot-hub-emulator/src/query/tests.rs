@@ -239,3 +239,18 @@ fn job_conditions() {
     assert_eq!(ids(&hits), ["d1"]);
     assert!(parse_condition("SELECT * FROM devices").is_err());
 }
+
+#[test]
+fn device_job_rows_use_qualified_paths() {
+    let rows = vec![
+        json!({"deviceId": "d1", "jobId": "j1", "status": "completed", "createdDateTimeUtc": "2024-02-01T00:00:00Z"}),
+        json!({"deviceId": "d2", "jobId": "j2", "status": "failed", "createdDateTimeUtc": "2024-01-01T00:00:00Z"}),
+    ];
+    let q = parse_query("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j1'").unwrap();
+    assert_eq!(ids(&run(&q, &rows)), ["d1"]);
+    let q = parse_query(
+        "SELECT * FROM devices.jobs WHERE devices.jobs.createdDateTimeUtc > '2024-01-15'",
+    )
+    .unwrap();
+    assert_eq!(ids(&run(&q, &rows)), ["d1"]);
+}

@@ -1,0 +1,357 @@
+//! `ServiceClient`: one connection pool, a cached SAS token, and the request pipeline that
+//! every call goes through (auth, `Request-Id`, `User-Agent`, retries, error mapping).
+
+use crate::options::{ServiceClientOptions, parse_pem};
+use crate::{Error, ErrorKind, Result};
+use bytes::Bytes;
+use iot_common::{SasToken, Secret, ServiceConnectionString};
+use reqwest::Method;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A rustls configuration (ring provider) trusting the platform roots and `extra_ca_pem`.
+pub(crate) fn tls_config(extra_ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
+    static NATIVE: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    let mut roots = NATIVE
+        .get_or_init(|| {
+            let mut store = rustls::RootCertStore::empty();
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            store
+        })
+        .clone();
+    if let Some(pem) = extra_ca_pem {
+        for c in parse_pem(pem)? {
+            roots.add(c).map_err(|e| {
+                Error::new(ErrorKind::Configuration, "the CA certificate is invalid").with_source(e)
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Configuration, "tls setup failed").with_source(e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Whether a failed call may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Safe to repeat: retried on 408/429/5xx and connection failures.
+    Idempotent,
+    /// Has side effects: retried only when the request could not be sent at all.
+    ConnectOnly,
+}
+
+/// One request of the pipeline.
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: Vec<&'a str>,
+    pub(crate) query: Vec<(&'a str, String)>,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) retry: Retry,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, path: Vec<&'a str>) -> Self {
+        let retry = if method == Method::GET {
+            Retry::Idempotent
+        } else {
+            Retry::ConnectOnly
+        };
+        Self {
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+            headers: Vec::new(),
+            retry,
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn json(mut self, body: &impl serde::Serialize) -> Result<Self> {
+        self.body = Some(serde_json::to_vec(body)?);
+        Ok(self)
+    }
+
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn retry(mut self, r: Retry) -> Self {
+        self.retry = r;
+        self
+    }
+}
+
+/// A successful answer.
+pub(crate) struct Answer {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Answer {
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: url::Url,
+    connection: ServiceConnectionString,
+    token: Mutex<Option<(Secret, u64)>>,
+    options: ServiceClientOptions,
+}
+
+/// An IoT Hub service client over HTTPS: direct methods, twins, queries, jobs, registry.
+///
+/// Cheap to clone; every clone shares one connection pool and one cached SAS token.
+#[derive(Clone)]
+pub struct ServiceClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ServiceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("host_name", &self.inner.connection.host_name)
+            .field("policy", &self.inner.connection.key_name)
+            .field("base", &self.inner.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl ServiceClient {
+    /// A client from a service connection string
+    /// (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`). `HostName` may carry a port,
+    /// as the emulator's does.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Configuration`] for a malformed string (the message names the field, never
+    /// the key) or an unusable TLS setup.
+    pub fn from_connection_string(
+        connection_string: &str,
+        options: ServiceClientOptions,
+    ) -> Result<Self> {
+        Self::new(connection_string.parse()?, options)
+    }
+
+    /// A client from a parsed connection string.
+    ///
+    /// # Errors
+    /// As [`ServiceClient::from_connection_string`].
+    pub fn new(connection: ServiceConnectionString, options: ServiceClientOptions) -> Result<Self> {
+        let base = match &options.endpoint {
+            Some(u) => u.clone(),
+            None => {
+                url::Url::parse(&format!("https://{}/", connection.host_name)).map_err(|e| {
+                    Error::new(ErrorKind::Configuration, "HostName is not a valid host")
+                        .with_source(e)
+                })?
+            }
+        };
+        let tls = match &options.tls {
+            Some(c) => c.clone(),
+            None => tls_config(None)?,
+        };
+        let mut user_agent = concat!("azure-iot-rs-service/", env!("CARGO_PKG_VERSION")).to_owned();
+        if let Some(s) = &options.user_agent_suffix {
+            user_agent.push(' ');
+            user_agent.push_str(s);
+        }
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .user_agent(user_agent)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| {
+                Error::new(ErrorKind::Configuration, "cannot build the HTTP client").with_source(e)
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                connection,
+                token: Mutex::new(None),
+                options,
+            }),
+        })
+    }
+
+    /// The hub's host name.
+    pub fn host_name(&self) -> &str {
+        &self.inner.connection.host_name
+    }
+
+    /// The `Authorization` header: a cached policy token, re-signed shortly before expiry.
+    fn authorization(&self) -> Result<HeaderValue> {
+        let ttl = self.inner.options.sas_ttl.as_secs();
+        let margin = (ttl / 4).min(300);
+        let now = unix_now();
+        let mut cached = self
+            .inner
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let token = match &*cached {
+            Some((t, expiry)) if *expiry > now + margin => t.clone(),
+            _ => {
+                let c = &self.inner.connection;
+                let expiry = now + ttl;
+                let t = SasToken::for_service(&c.host_name, &c.key_name, &c.key, expiry).map_err(
+                    |e| {
+                        Error::new(ErrorKind::Configuration, "cannot sign a SAS token")
+                            .with_source(e)
+                    },
+                )?;
+                let t = t.as_secret().clone();
+                *cached = Some((t.clone(), expiry));
+                t
+            }
+        };
+        let mut v = HeaderValue::from_str(token.expose()).map_err(|_| {
+            Error::new(
+                ErrorKind::Configuration,
+                "the SAS token is not a valid header",
+            )
+        })?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+
+    fn url(&self, call: &Call<'_>) -> Result<url::Url> {
+        let mut url = self.inner.base.clone();
+        {
+            let mut segs = url.path_segments_mut().map_err(|()| {
+                Error::new(
+                    ErrorKind::Configuration,
+                    "the endpoint cannot be a base URL",
+                )
+            })?;
+            segs.pop_if_empty();
+            segs.extend(call.path.iter().copied());
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("api-version", &self.inner.options.api_version);
+            for (k, v) in &call.query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Sends a call, retrying as its policy allows; a non-2xx answer becomes an [`Error`].
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Answer> {
+        let url = self.url(&call)?;
+        let retry = self.inner.options.retry;
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let mut rb = self
+                .inner
+                .http
+                .request(call.method.clone(), url.clone())
+                .header(header::AUTHORIZATION, self.authorization()?)
+                .header("Request-Id", &request_id)
+                .header(header::ACCEPT, "application/json")
+                .timeout(call.timeout.unwrap_or(self.inner.options.timeout));
+            for (k, v) in &call.headers {
+                rb = rb.header(*k, v);
+            }
+            if let Some(body) = &call.body {
+                rb = rb
+                    .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                    .body(body.clone());
+            }
+            let (error, retry_after) = match rb.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let body = match resp.bytes().await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return Err(Error::new(
+                                ErrorKind::Connection,
+                                "the answer was cut off",
+                            )
+                            .with_source(e)
+                            .with_request_id(&request_id));
+                        }
+                    };
+                    if (200..300).contains(&status) {
+                        return Ok(Answer { headers, body });
+                    }
+                    let code = headers
+                        .get("iothub-errorcode")
+                        .and_then(|v| v.to_str().ok());
+                    let e = Error::from_response(status, code, &String::from_utf8_lossy(&body))
+                        .with_request_id(&request_id);
+                    let retryable = call.retry == Retry::Idempotent
+                        && iot_common::status::is_retryable_status(status);
+                    if !retryable {
+                        return Err(e);
+                    }
+                    let after = headers
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    (e, after)
+                }
+                Err(e) => {
+                    let kind = if e.is_timeout() {
+                        ErrorKind::Timeout
+                    } else {
+                        ErrorKind::Connection
+                    };
+                    let sendable_again = e.is_connect() || call.retry == Retry::Idempotent;
+                    let err = Error::new(
+                        kind,
+                        if e.is_timeout() {
+                            "the hub did not answer in time"
+                        } else {
+                            "the hub could not be reached"
+                        },
+                    )
+                    .with_source(e)
+                    .with_request_id(&request_id);
+                    if !sendable_again {
+                        return Err(err);
+                    }
+                    (err, None)
+                }
+            };
+            if attempt >= retry.max_retries || started.elapsed() >= retry.max_elapsed {
+                return Err(error);
+            }
+            let delay =
+                retry_after.unwrap_or_else(|| retry.backoff.delay(attempt, rand::random::<f64>()));
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, status = ?error.status(), "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}

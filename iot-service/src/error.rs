@@ -1,0 +1,190 @@
+//! The service client's error: a kind, a retry classification, the HTTP status, the hub's
+//! error code and the request id.
+
+use iot_common::{ErrorCode, HubError};
+use std::fmt;
+
+/// What went wrong, coarsely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad input caught before sending (timeout out of range, invalid method name, …).
+    InvalidInput,
+    /// Bad configuration (connection string, CA file, endpoint).
+    Configuration,
+    /// 401/403: bad key, expired token, or a policy without the needed right.
+    Unauthorized,
+    /// 404: the device, module or job does not exist.
+    NotFound,
+    /// 404103: the device is not connected or has not subscribed to methods.
+    DeviceNotOnline,
+    /// 504101, or no HTTP answer in time: the operation may have been applied.
+    Timeout,
+    /// 412: the `If-Match` etag is stale.
+    PreconditionFailed,
+    /// 409: the identity or job already exists.
+    Conflict,
+    /// 429.
+    Throttled,
+    /// Any other error answer from the hub.
+    Service,
+    /// The hub could not be reached, or the connection broke.
+    Connection,
+    /// A body could not be serialized or deserialized.
+    Serialization,
+}
+
+/// The error type of this crate. Its `Display` never contains keys, tokens or bodies.
+pub struct Error {
+    kind: ErrorKind,
+    status: Option<u16>,
+    hub: Option<HubError>,
+    message: String,
+    request_id: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            status: None,
+            hub: None,
+            message: message.into(),
+            request_id: None,
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(e));
+        self
+    }
+
+    pub(crate) fn with_request_id(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_owned());
+        self
+    }
+
+    /// An error answer from the hub.
+    pub(crate) fn from_response(status: u16, header_code: Option<&str>, body: &str) -> Self {
+        let hub = HubError::parse(body, header_code);
+        let kind = match (status, hub.code) {
+            (_, Some(ErrorCode::DeviceNotOnline)) => ErrorKind::DeviceNotOnline,
+            (_, Some(ErrorCode::GatewayTimeout)) | (504 | 408, _) => ErrorKind::Timeout,
+            (401 | 403, _) => ErrorKind::Unauthorized,
+            (404, _) => ErrorKind::NotFound,
+            (409, _) => ErrorKind::Conflict,
+            (412, _) => ErrorKind::PreconditionFailed,
+            (429, _) => ErrorKind::Throttled,
+            (400, _) => ErrorKind::InvalidInput,
+            _ => ErrorKind::Service,
+        };
+        let message = if hub.message.is_empty() {
+            format!("the hub answered {status}")
+        } else {
+            hub.message.clone()
+        };
+        Self {
+            status: Some(status),
+            hub: Some(hub),
+            ..Self::new(kind, message)
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status, when the hub answered.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The hub's error code (e.g. `ErrorCode::DeviceNotOnline`, 404103), when known.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.hub.as_ref().and_then(|h| h.code)
+    }
+
+    /// The hub's numeric error code as sent.
+    pub fn numeric_code(&self) -> Option<u32> {
+        self.hub.as_ref().and_then(|h| h.numeric_code)
+    }
+
+    /// The hub's tracking id, for support requests.
+    pub fn tracking_id(&self) -> Option<&str> {
+        self.hub.as_ref().and_then(|h| h.tracking_id.as_deref())
+    }
+
+    /// The `Request-Id` this client sent.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// `true` when trying again later may succeed: connection failures, throttling,
+    /// timeouts and 5xx answers.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Connection | ErrorKind::Throttled | ErrorKind::Timeout => true,
+            ErrorKind::Service => self
+                .status
+                .is_some_and(iot_common::status::is_retryable_status),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match (
+            self.status,
+            self.hub.as_ref().and_then(|h| h.name.as_deref()),
+        ) {
+            (Some(s), Some(name)) => write!(f, " ({s} {name})"),
+            (Some(s), None) => write!(f, " ({s})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("error_code", &self.numeric_code())
+            .field("message", &self.message)
+            .field("request_id", &self.request_id)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<iot_common::ConnectionStringError> for Error {
+    fn from(e: iot_common::ConnectionStringError) -> Self {
+        Self::new(ErrorKind::Configuration, e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::new(
+            ErrorKind::Serialization,
+            "a body did not match the expected JSON",
+        )
+        .with_source(e)
+    }
+}

@@ -1,0 +1,155 @@
+//! Options of the service client.
+
+use crate::{Error, ErrorKind, Result};
+use iot_common::Backoff;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Retries of idempotent calls (GET, query, conditional PUT/PATCH/DELETE) on 408, 429 and
+/// 5xx answers and connection failures. `invoke_method` is only retried when the request
+/// could not be sent at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// Retries after the first try (default 3).
+    pub max_retries: u32,
+    /// Delays between tries; `Retry-After` wins when the hub sends it.
+    pub backoff: Backoff,
+    /// Give up when this much time has passed since the first try (default 60 s).
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            backoff: Backoff::new(
+                Duration::from_millis(200),
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+            ),
+            max_elapsed: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Options of a [`ServiceClient`](crate::ServiceClient).
+#[derive(Clone)]
+pub struct ServiceClientOptions {
+    pub(crate) api_version: String,
+    pub(crate) timeout: Duration,
+    pub(crate) retry: RetryOptions,
+    pub(crate) endpoint: Option<url::Url>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) sas_ttl: Duration,
+    pub(crate) user_agent_suffix: Option<String>,
+}
+
+impl Default for ServiceClientOptions {
+    fn default() -> Self {
+        Self {
+            api_version: iot_common::mqtt::API_VERSION.to_owned(),
+            timeout: Duration::from_secs(60),
+            retry: RetryOptions::default(),
+            endpoint: None,
+            tls: None,
+            sas_ttl: Duration::from_secs(3600),
+            user_agent_suffix: None,
+        }
+    }
+}
+
+impl ServiceClientOptions {
+    /// Defaults: api-version `2021-04-12`, 60 s per request (method calls: their own
+    /// timeouts plus 15 s), 3 retries, SAS tokens of 1 h renewed 5 minutes before expiry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The `api-version` query parameter.
+    pub fn api_version(mut self, v: impl Into<String>) -> Self {
+        self.api_version = v.into();
+        self
+    }
+
+    /// Timeout of one HTTP request (method invocations use their own timeouts plus 15 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Retry policy.
+    pub fn retry(mut self, r: RetryOptions) -> Self {
+        self.retry = r;
+        self
+    }
+
+    /// Sends requests to this base URL instead of `https://{HostName}` (the SAS resource
+    /// stays the connection string's `HostName`).
+    pub fn endpoint(mut self, url: url::Url) -> Self {
+        self.endpoint = Some(url);
+        self
+    }
+
+    /// Lifetime of the SAS tokens the client signs (default 1 h).
+    pub fn sas_token_ttl(mut self, d: Duration) -> Self {
+        self.sas_ttl = d.max(Duration::from_secs(60));
+        self
+    }
+
+    /// Appended to the `User-Agent`.
+    pub fn user_agent_suffix(mut self, s: impl Into<String>) -> Self {
+        self.user_agent_suffix = Some(s.into());
+        self
+    }
+
+    /// Trusts a CA (PEM) besides the platform roots, e.g. the emulator's.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Configuration`] when the PEM holds no valid certificate.
+    pub fn trust_ca_pem(mut self, pem: &str) -> Result<Self> {
+        self.tls = Some(crate::client::tls_config(Some(pem))?);
+        Ok(self)
+    }
+
+    /// Trusts the CA in a PEM file.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no valid certificate.
+    pub fn trust_ca_file(self, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let pem = std::fs::read_to_string(path.as_ref()).map_err(|e| {
+            Error::new(ErrorKind::Configuration, "cannot read the CA file").with_source(e)
+        })?;
+        self.trust_ca_pem(&pem)
+    }
+}
+
+pub(crate) fn parse_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::new(ErrorKind::Configuration, "the CA file is not PEM").with_source(e)
+        })?;
+    if certs.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Configuration,
+            "the CA file holds no certificate",
+        ));
+    }
+    Ok(certs)
+}
+
+impl fmt::Debug for ServiceClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceClientOptions")
+            .field("api_version", &self.api_version)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("endpoint", &self.endpoint.as_ref().map(url::Url::as_str))
+            .field("custom_ca", &self.tls.is_some())
+            .field("sas_ttl", &self.sas_ttl)
+            .finish()
+    }
+}
