@@ -35,7 +35,9 @@ pub enum ErrorKind {
 }
 
 /// The error type of this crate. Its `Display` never contains keys, tokens or bodies.
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+struct Inner {
     kind: ErrorKind,
     status: Option<u16>,
     hub: Option<HubError>,
@@ -49,23 +51,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind,
             status: None,
             hub: None,
             message: message.into(),
             request_id: None,
             source: None,
-        }
+        }))
     }
 
     pub(crate) fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(e));
+        self.0.source = Some(Box::new(e));
         self
     }
 
     pub(crate) fn with_request_id(mut self, id: &str) -> Self {
-        self.request_id = Some(id.to_owned());
+        self.0.request_id = Some(id.to_owned());
         self
     }
 
@@ -88,49 +90,49 @@ impl Error {
         } else {
             hub.message.clone()
         };
-        Self {
-            status: Some(status),
-            hub: Some(hub),
-            ..Self::new(kind, message)
-        }
+        let mut e = Self::new(kind, message);
+        e.0.status = Some(status);
+        e.0.hub = Some(hub);
+        e
     }
 
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The HTTP status, when the hub answered.
     pub fn status(&self) -> Option<u16> {
-        self.status
+        self.0.status
     }
 
     /// The hub's error code (e.g. `ErrorCode::DeviceNotOnline`, 404103), when known.
     pub fn error_code(&self) -> Option<ErrorCode> {
-        self.hub.as_ref().and_then(|h| h.code)
+        self.0.hub.as_ref().and_then(|h| h.code)
     }
 
     /// The hub's numeric error code as sent.
     pub fn numeric_code(&self) -> Option<u32> {
-        self.hub.as_ref().and_then(|h| h.numeric_code)
+        self.0.hub.as_ref().and_then(|h| h.numeric_code)
     }
 
     /// The hub's tracking id, for support requests.
     pub fn tracking_id(&self) -> Option<&str> {
-        self.hub.as_ref().and_then(|h| h.tracking_id.as_deref())
+        self.0.hub.as_ref().and_then(|h| h.tracking_id.as_deref())
     }
 
     /// The `Request-Id` this client sent.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.0.request_id.as_deref()
     }
 
     /// `true` when trying again later may succeed: connection failures, throttling,
     /// timeouts and 5xx answers.
     pub fn is_retryable(&self) -> bool {
-        match self.kind {
+        match self.0.kind {
             ErrorKind::Connection | ErrorKind::Throttled | ErrorKind::Timeout => true,
             ErrorKind::Service => self
+                .0
                 .status
                 .is_some_and(iot_common::status::is_retryable_status),
             _ => false,
@@ -140,10 +142,10 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        f.write_str(&self.0.message)?;
         match (
-            self.status,
-            self.hub.as_ref().and_then(|h| h.name.as_deref()),
+            self.0.status,
+            self.0.hub.as_ref().and_then(|h| h.name.as_deref()),
         ) {
             (Some(s), Some(name)) => write!(f, " ({s} {name})"),
             (Some(s), None) => write!(f, " ({s})"),
@@ -155,19 +157,20 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("status", &self.status)
+            .field("kind", &self.0.kind)
+            .field("status", &self.0.status)
             .field("error_code", &self.numeric_code())
-            .field("message", &self.message)
-            .field("request_id", &self.request_id)
-            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .field("message", &self.0.message)
+            .field("request_id", &self.0.request_id)
+            .field("source", &self.0.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
