@@ -1,1 +1,1 @@
-//! Placeholder
+//! Benchmarks come with the benchmark issue.

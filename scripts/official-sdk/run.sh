@@ -13,13 +13,14 @@ if [ "${1:-}" != "--inside" ]; then
     python3 -m venv "$venv"
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
-  cargo build -q -p iot-hub-emulator --manifest-path "$root/Cargo.toml"
+  cargo build -q --manifest-path "$root/Cargo.toml" -p iot-hub-emulator
+  cargo build -q --manifest-path "$root/Cargo.toml" -p iot-examples --examples
   exec unshare -n "$0" --inside
 fi
 
 ip link set lo up
 work="$(mktemp -d)"
-trap 'kill "${emu_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${emu_pid:-0}" "${pydev:-0}" "${rsdev:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
   > "$work/emulator.log" 2>&1 &
 emu_pid=$!
@@ -32,9 +33,41 @@ if ! grep -q '^export IOTHUB_CA_CERT' "$work/emulator.log"; then
 fi
 eval "$(grep '^export ' "$work/emulator.log")"
 export REQUESTS_CA_BUNDLE="$IOTHUB_CA_CERT"
-status=0
-timeout 180 "$venv/bin/python" "$here/tutorial_check.py" || status=$?
-if [ "$status" != 0 ]; then
-  echo "--- emulator log"; tail -50 "$work/emulator.log"
+export PATH_EXAMPLES="$root/target/debug/examples"
+failed=0
+run() { echo "== $1"; shift; if ! "$@"; then failed=$((failed + 1)); echo "FAILED: $*"; fi; }
+
+wait_for() { # file pattern
+  for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  cat "$1"; return 1
+}
+
+# 1. Python device + Python service.
+run "python device + python service" timeout 180 "$venv/bin/python" "$here/tutorial_check.py" both
+
+# 2. Python device + this crate's service (the tutorial's service app).
+"$venv/bin/python" "$here/tutorial_check.py" device > "$work/pydevice.log" 2>&1 &
+pydev=$!
+if wait_for "$work/pydevice.log" "device ready"; then
+  run "python device + rust service" timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
+else
+  failed=$((failed + 1)); echo "FAILED: python device did not start"
 fi
-exit "$status"
+kill "$pydev" 2>/dev/null || true; wait "$pydev" 2>/dev/null || true
+
+# 3. This crate's device (the tutorial's device app) + Python service.
+REBOOT_DELAY_MS=200 "$PATH_EXAMPLES/dmpatterns_getstarted_device" > "$work/rsdevice.log" 2>&1 &
+rsdev=$!
+if wait_for "$work/rsdevice.log" "waiting for rebootDevice"; then
+  run "rust device + python service" timeout 180 "$venv/bin/python" "$here/tutorial_check.py" service
+else
+  failed=$((failed + 1)); echo "FAILED: rust device did not start"
+fi
+kill -INT "$rsdev" 2>/dev/null || true; wait "$rsdev" 2>/dev/null || true
+
+if [ "$failed" != 0 ]; then
+  echo "--- emulator log"; tail -50 "$work/emulator.log"
+  echo "--- device logs"; cat "$work/pydevice.log" "$work/rsdevice.log" 2>/dev/null | tail -40
+fi
+echo "official SDK pairings: $((3 - failed)) passed, $failed failed"
+exit "$failed"

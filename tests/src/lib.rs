@@ -1,1 +1,1 @@
-//! Placeholder
+//! End-to-end tests live in `tests/`; this library is empty.
