@@ -7,7 +7,7 @@ use crate::shared::Shared;
 use crate::status::{CloseReason, ConnectionStatus, DisconnectReason};
 use crate::{Error, ErrorKind, Result};
 use iot_common::{SasToken, Secret};
-use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet};
+use rumqttc::{ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,10 +76,33 @@ fn set_password(eventloop: &mut EventLoop, password: &Secret) {
         .set_credentials(username, password.expose());
 }
 
+/// CONNACK 4 and 5 mean the credentials were refused; 3 (server unavailable) is transient.
+fn is_auth_refusal(e: &ConnectionError) -> bool {
+    matches!(
+        e,
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword
+        )
+    )
+}
+
+/// CONNACK 1 and 2 (protocol version, client id) cannot get better by retrying.
+fn is_permanent_refusal(e: &ConnectionError) -> bool {
+    matches!(
+        e,
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::RefusedProtocolVersion | ConnectReturnCode::BadClientId
+        )
+    )
+}
+
 fn connect_error(e: &ConnectionError) -> Error {
-    let kind = match e {
-        ConnectionError::ConnectionRefused(_) => ErrorKind::Unauthorized,
-        _ => ErrorKind::Connection,
+    let kind = if is_auth_refusal(e) {
+        ErrorKind::Unauthorized
+    } else if is_permanent_refusal(e) {
+        ErrorKind::Configuration
+    } else {
+        ErrorKind::Connection
     };
     Error::new(kind, format!("connection failed: {e}"))
 }
@@ -130,12 +153,18 @@ pub(crate) async fn run(
             Ok(_) => {}
             Err(_) if closing => break CloseReason::ClientClosed,
             Err(e) => {
-                let refused = matches!(e, ConnectionError::ConnectionRefused(_));
+                let refused = is_auth_refusal(&e);
                 shared
                     .stats
                     .connection_losses
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(device_id = %shared.device_id, error = %e, attempt, "connection lost");
+                if is_permanent_refusal(&e) {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(Err(connect_error(&e)));
+                    }
+                    break CloseReason::Unauthorized;
+                }
                 if let Some(tx) = ready.take() {
                     if refused || !shared.options.retry_initial_connect {
                         let _ = tx.send(Err(connect_error(&e)));

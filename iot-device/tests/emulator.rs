@@ -524,3 +524,31 @@ async fn close_stops_the_client() {
         ErrorKind::Closed
     );
 }
+
+#[tokio::test]
+async fn method_request_stream_and_dropped_requests() {
+    let hub = hub().await;
+    let client = connect(&hub, "stream").await;
+    let mut requests = client.method_requests().await.unwrap();
+    let responder = tokio::spawn(async move {
+        let first = requests.next().await.unwrap();
+        assert_eq!(first.request().name, "first");
+        first
+            .respond(MethodResponse::ok(&json!("answered")))
+            .await
+            .unwrap();
+        let second = requests.next().await.unwrap();
+        drop(second);
+    });
+    let r = hub
+        .invoke_method("stream", None, call("first", Value::Null))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.payload), (200, json!("answered")));
+    let r = hub
+        .invoke_method("stream", None, call("second", Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 500);
+    responder.await.unwrap();
+}

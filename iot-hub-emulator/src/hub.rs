@@ -157,6 +157,7 @@ pub(crate) struct Hub {
     dirty: AtomicBool,
     pub(crate) session_changed: Notify,
     pub(crate) jobs: Mutex<crate::jobs::JobStore>,
+    pub(crate) faults: crate::faults::FaultState,
 }
 
 impl Hub {
@@ -173,6 +174,7 @@ impl Hub {
             dirty: AtomicBool::new(false),
             session_changed: Notify::new(),
             jobs: Mutex::default(),
+            faults: Default::default(),
         }
     }
 

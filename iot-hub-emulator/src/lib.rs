@@ -6,6 +6,7 @@
 mod auth;
 pub mod dev_keys;
 mod error;
+mod faults;
 mod http;
 mod hub;
 mod identities;
@@ -21,6 +22,7 @@ mod twin_state;
 mod twins;
 
 pub use error::{EmulatorError, HubApiError};
+pub use faults::FaultSettings;
 pub use hub::TelemetryRecord;
 pub use registry::Rights;
 
@@ -64,6 +66,7 @@ pub struct EmulatorBuilder {
     devices: Vec<(String, Option<Secret>)>,
     token_grace: Duration,
     telemetry_capacity: usize,
+    faults: FaultSettings,
 }
 
 impl Default for EmulatorBuilder {
@@ -81,6 +84,7 @@ impl Default for EmulatorBuilder {
             devices: Vec::new(),
             token_grace: Duration::ZERO,
             telemetry_capacity: 10_000,
+            faults: FaultSettings::default(),
         }
     }
 }
@@ -153,6 +157,12 @@ impl EmulatorBuilder {
     /// How long a connection may outlive its token's expiry (default 0).
     pub fn token_grace(mut self, grace: Duration) -> Self {
         self.token_grace = grace;
+        self
+    }
+
+    /// Faults armed from the start (see [`FaultSettings`]).
+    pub fn faults(mut self, settings: FaultSettings) -> Self {
+        self.faults = settings;
         self
     }
 
@@ -282,6 +292,7 @@ impl EmulatorBuilder {
             },
             registry,
         ));
+        hub.faults.apply(&self.faults);
         hub.mark_dirty();
         hub.flush()?;
         let mqtt_listener = TcpListener::bind((self.bind, self.mqtt_port)).await?;
@@ -314,6 +325,7 @@ impl EmulatorBuilder {
             )),
             tokio::spawn(flush_loop(hub.clone(), shutdown_rx.clone())),
             tokio::spawn(jobs::scheduler(hub.clone(), shutdown_rx.clone())),
+            tokio::spawn(drop_all_loop(hub.clone(), shutdown_rx.clone())),
         ];
         if let Some(l) = plain_listener {
             tasks.push(tokio::spawn(mqtt::accept_loop(
@@ -333,6 +345,27 @@ impl EmulatorBuilder {
             shutdown: shutdown_tx,
             tasks,
         })
+    }
+}
+
+/// Fires the "drop all connections every N seconds" fault while it is armed.
+async fn drop_all_loop(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => return,
+        }
+        match hub.faults.drop_all_every() {
+            Some(every) if last.elapsed() >= every => {
+                last = tokio::time::Instant::now();
+                let n = hub.disconnect_all();
+                hub.faults.count();
+                tracing::info!(dropped = n, "fault: dropped all connections");
+            }
+            Some(_) => {}
+            None => last = tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -589,6 +622,16 @@ impl RunningEmulator {
     /// How many device and module connections are live.
     pub fn connected_count(&self) -> usize {
         self.hub.connected_count()
+    }
+
+    /// Arms faults (fields left `None` are unchanged).
+    pub fn set_faults(&self, settings: &FaultSettings) {
+        self.hub.faults.apply(settings);
+    }
+
+    /// How many injected faults have fired so far.
+    pub fn faults_fired(&self) -> u64 {
+        self.hub.faults.fired()
     }
 
     /// Writes `--state` now if anything changed.

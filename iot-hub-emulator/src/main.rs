@@ -42,6 +42,27 @@ struct Args {
     /// Seconds a connection may outlive its SAS token.
     #[arg(long, default_value_t = 0)]
     token_grace_secs: u64,
+    /// Fault: drop every device connection every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    fault_drop_all_every: Option<u64>,
+    /// Fault: refuse MQTT connections (CONNACK 3) for the first SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    fault_refuse_connections: Option<u64>,
+    /// Fault: hold each device's method answer for MS milliseconds.
+    #[arg(long, value_name = "MS")]
+    fault_method_delay_ms: Option<u64>,
+    /// Fault: lose every device's method answer (callers get 504101).
+    #[arg(long)]
+    fault_drop_method_responses: bool,
+    /// Fault: close each MQTT connection SECS seconds after it opened (early token expiry).
+    #[arg(long, value_name = "SECS")]
+    fault_connection_lifetime: Option<u64>,
+    /// Fault: answer the first N REST calls 429 (throttled).
+    #[arg(long, value_name = "N")]
+    fault_throttle_rest: Option<u32>,
+    /// Fault: disconnect the first N devices that publish (MQTT throttling).
+    #[arg(long, value_name = "N")]
+    fault_throttle_mqtt: Option<u32>,
 }
 
 fn default_cert_dir() -> PathBuf {
@@ -67,6 +88,15 @@ async fn main() -> std::process::ExitCode {
         .host_name(args.host_name)
         .cert_dir(args.cert_dir.unwrap_or_else(default_cert_dir))
         .token_grace(std::time::Duration::from_secs(args.token_grace_secs));
+    let mut faults = iot_hub_emulator::FaultSettings::default();
+    faults.drop_all_every_secs = args.fault_drop_all_every;
+    faults.refuse_connections_secs = args.fault_refuse_connections;
+    faults.method_delay_ms = args.fault_method_delay_ms;
+    faults.drop_method_responses = args.fault_drop_method_responses.then_some(true);
+    faults.connection_lifetime_secs = args.fault_connection_lifetime;
+    faults.throttle_rest = args.fault_throttle_rest;
+    faults.throttle_mqtt = args.fault_throttle_mqtt;
+    b = b.faults(faults);
     if let Some(p) = args.plain_mqtt_port {
         b = b.plain_mqtt_port(p);
     }

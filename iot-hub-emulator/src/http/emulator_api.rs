@@ -9,6 +9,8 @@
 //!   `contentEncoding`, `ack` and `app.{name}` set its properties.
 //! - `POST /emulator/devices/{id}/disconnect[?moduleId=]` — drops the identity's connection.
 //! - `POST /emulator/disconnect-all` — drops every connection.
+//! - `POST /emulator/faults` — arms faults (JSON, see [`crate::FaultSettings`]);
+//!   `GET /emulator/faults` — how many injected faults fired.
 
 use super::AppState;
 use super::response::{ApiResult, authorize, json};
@@ -33,6 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/emulator/devices/{id}/messages", post(send_c2d))
         .route("/emulator/devices/{id}/disconnect", post(disconnect))
         .route("/emulator/disconnect-all", post(disconnect_all))
+        .route("/emulator/faults", post(set_faults).get(faults_fired))
 }
 
 async fn health(State(s): State<AppState>) -> impl IntoResponse {
@@ -126,6 +129,26 @@ async fn disconnect_all(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "disconnected": n }),
+        None,
+    ))
+}
+
+async fn set_faults(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> ApiResult {
+    authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
+    let settings: crate::FaultSettings = super::parse_json(&body)?;
+    s.hub.faults.apply(&settings);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "fired": s.hub.faults.fired() }),
+        None,
+    ))
+}
+
+async fn faults_fired(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
+    authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "fired": s.hub.faults.fired() }),
         None,
     ))
 }

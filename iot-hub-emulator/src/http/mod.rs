@@ -80,6 +80,10 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
         .route("/$iothub/websocket", get(ws::upgrade))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rest_faults,
+        ))
         .merge(emulator_api::routes())
         .with_state(state)
 }
@@ -119,4 +123,32 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: TlsAcceptor, state: 
             }
         });
     }
+}
+
+/// Answers with an injected 429 or 503 when one is armed (emulator-only paths are exempt).
+async fn rest_faults(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if let Some((throttled, retry_after)) = state.hub.faults.rest_fault() {
+        let e = if throttled {
+            crate::error::ApiError::new(
+                iot_common::ErrorCode::ThrottlingException,
+                "The request was throttled (fault injection).",
+            )
+        } else {
+            crate::error::ApiError::new(
+                iot_common::ErrorCode::ServiceUnavailable,
+                "The service is unavailable (fault injection).",
+            )
+        };
+        let mut r = e.into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    next.run(request).await
 }

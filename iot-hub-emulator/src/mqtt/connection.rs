@@ -74,6 +74,13 @@ where
         Some(l) => (Some(l.username.as_str()), Some(l.password.as_str())),
         None => (None, None),
     };
+    if hub.faults.refuse_connection() {
+        let _ = Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false))
+            .write(&mut out, MAX_OUTGOING_PACKET);
+        let _ = wr.write_all(&out).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
     let identity: DeviceIdentity = match hub.authenticate(&connect.client_id, username, password) {
         Ok(id) => id,
         Err(reason) => {
@@ -110,7 +117,10 @@ where
         k => Duration::from_millis(u64::from(k) * 1500),
     };
     let grace = hub.options.token_grace;
-    let expires_in = Duration::from_secs(identity.expires_at.saturating_sub(unix_now()));
+    let mut expires_in = Duration::from_secs(identity.expires_at.saturating_sub(unix_now()));
+    if let Some(lifetime) = hub.faults.connection_lifetime() {
+        expires_in = expires_in.min(lifetime.saturating_sub(grace));
+    }
     let expiry = sleep_until(Instant::now() + expires_in + grace);
     tokio::pin!(expiry);
     let idle = sleep_until(Instant::now() + keep_alive);
@@ -303,6 +313,9 @@ impl Connection {
         if p.qos == QoS::ExactlyOnce {
             return Flow::Close("QoS 2 publish");
         }
+        if self.hub.faults.throttle_publish() {
+            return Flow::Close("throttled (fault injection)");
+        }
         let (device_id, module_id) = (
             self.session.device_id.clone(),
             self.session.module_id.clone(),
@@ -334,8 +347,25 @@ impl Connection {
                 if p.payload.len() > iot_common::method::MAX_PAYLOAD_BYTES {
                     return Flow::Close("method response over 128 KB");
                 }
-                self.hub
-                    .complete_method(&self.session, &rid, (status, p.payload.clone()));
+                if !self.hub.faults.drop_method_response() {
+                    match self.hub.faults.method_delay() {
+                        None => {
+                            self.hub.complete_method(
+                                &self.session,
+                                &rid,
+                                (status, p.payload.clone()),
+                            );
+                        }
+                        Some(delay) => {
+                            let (hub, session) = (self.hub.clone(), self.session.clone());
+                            let payload = p.payload.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                hub.complete_method(&session, &rid, (status, payload));
+                            });
+                        }
+                    }
+                }
             }
             DeviceTopic::TwinGet { rid } => {
                 let body = self
