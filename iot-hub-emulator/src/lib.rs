@@ -39,6 +39,31 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+/// Runs an IoT Hub query over JSON documents (service-side twins, or device-job rows for
+/// `FROM devices.jobs`), exactly as `POST /devices/query` does before paging: the emulator's
+/// query engine, for tools and benchmarks.
+///
+/// ```
+/// let twins = vec![serde_json::json!({"deviceId": "a", "tags": {"floor": 3}})];
+/// let rows = iot_hub_emulator::run_query("SELECT deviceId FROM devices WHERE tags.floor > 2", &twins)?;
+/// assert_eq!(rows, vec![serde_json::json!({"deviceId": "a"})]);
+/// # Ok::<(), String>(())
+/// ```
+///
+/// # Errors
+/// The syntax error, with its position.
+pub fn run_query(
+    sql: &str,
+    documents: &[serde_json::Value],
+) -> Result<Vec<serde_json::Value>, String> {
+    let q = query::parse_query(sql).map_err(|e| e.to_string())?;
+    let mut rows = query::run(&q, documents);
+    if let Some(top) = q.top {
+        rows.truncate(top);
+    }
+    Ok(rows)
+}
+
 /// Entry point: `Emulator::builder()…start().await`.
 #[derive(Debug)]
 pub struct Emulator;
