@@ -5,4 +5,5 @@
 
 pub mod emulator;
 pub mod measure;
+pub mod soak;
 pub mod stats;

@@ -21,6 +21,10 @@ mod tls;
 mod twin_state;
 mod twins;
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use error::{EmulatorError, HubApiError};
 pub use faults::FaultSettings;
 pub use hub::TelemetryRecord;

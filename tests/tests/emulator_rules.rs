@@ -403,3 +403,51 @@ async fn mqtt_over_websockets_on_the_https_port() {
         2
     );
 }
+
+#[tokio::test]
+async fn well_known_keys_are_refused_off_loopback() {
+    use iot_hub_emulator::dev_keys;
+    let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let err = Emulator::builder()
+        .bind(any)
+        .policy_key(Secret::new(dev_keys::DEV_POLICY_PRIMARY_KEY))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("well-known"), "{err}");
+
+    let hub = Emulator::builder().bind(any).start().await.unwrap();
+    let cs = hub.service_connection_string();
+    assert!(!cs.contains(dev_keys::DEV_POLICY_PRIMARY_KEY));
+    let opts = || {
+        iot_service::ServiceClientOptions::new()
+            .trust_ca_pem(hub.ca_pem())
+            .unwrap()
+    };
+    let generated = iot_service::ServiceClient::from_connection_string(&cs, opts()).unwrap();
+    assert!(generated.get_device("myDevice").await.is_ok());
+    let well_known = cs.replace(
+        cs.split("SharedAccessKey=").nth(1).unwrap(),
+        dev_keys::DEV_POLICY_PRIMARY_KEY,
+    );
+    let e = iot_service::ServiceClient::from_connection_string(&well_known, opts())
+        .unwrap()
+        .get_device("myDevice")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), iot_service::ErrorKind::Unauthorized);
+    let device_cs = format!(
+        "HostName=localhost;DeviceId=myDevice;SharedAccessKey={};GatewayHostName=localhost:{}",
+        dev_keys::DEV_DEVICE_PRIMARY_KEY,
+        hub.mqtt_addr().port()
+    );
+    let e = iot_device::DeviceClient::from_connection_string(
+        &device_cs,
+        iot_device::DeviceClientOptions::new()
+            .trust_ca_pem(hub.ca_pem())
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), iot_device::ErrorKind::Unauthorized);
+}
