@@ -47,6 +47,10 @@ struct Args {
     /// The Python interpreter with azure-iot-device and azure-iot-hub installed.
     #[arg(long, default_value = "target/sdk-venv/bin/python")]
     python_bin: String,
+    /// Create that virtualenv and install the pinned SDKs (scripts/official-sdk/requirements.txt)
+    /// first.
+    #[arg(long)]
+    install_python: bool,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench-results.json")]
     json: String,
@@ -404,9 +408,39 @@ async fn python(
     Ok(serde_json::from_str(last)?)
 }
 
+/// `python3 -m venv` next to `python_bin` and `pip install -r requirements.txt`.
+fn install_python(python_bin: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let venv = std::path::Path::new(python_bin)
+        .parent()
+        .and_then(|bin| bin.parent())
+        .ok_or("--python-bin must look like VENV/bin/python")?;
+    let requirements = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/official-sdk/requirements.txt"
+    );
+    let ok = std::process::Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(venv)
+        .status()?
+        .success()
+        && std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "-r", requirements])
+            .status()?
+            .success();
+    if ok {
+        Ok(())
+    } else {
+        Err("installing the Python SDKs failed".into())
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.install_python {
+        install_python(&args.python_bin)?;
+    }
     let fd_limit = measure::raise_fd_limit();
     let want =
         |s: &str| args.scenarios == "all" || args.scenarios.split(',').any(|x| x.trim() == s);
