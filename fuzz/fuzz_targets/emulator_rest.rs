@@ -1,20 +1,6 @@
 #![no_main]
 //! Arbitrary REST requests (method, path, body) into the emulator's real router.
-use iot_hub_emulator::fuzzing::Harness;
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
-
-fn env() -> &'static (tokio::runtime::Runtime, Harness) {
-    static E: OnceLock<(tokio::runtime::Runtime, Harness)> = OnceLock::new();
-    E.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let h = rt.block_on(async { Harness::new() });
-        (rt, h)
-    })
-}
 
 const METHODS: [&str; 5] = ["GET", "PUT", "PATCH", "POST", "DELETE"];
 const PATHS: [&str; 12] = [
@@ -53,6 +39,6 @@ fuzz_target!(|data: &[u8]| {
     if method == "POST" && path.ends_with("/faults") {
         return; // would arm faults that slow every later run down
     }
-    let (rt, h) = env();
+    let (rt, h) = iot_hub_emulator::fuzzing::shared();
     rt.block_on(h.rest(method, &path, body));
 });

@@ -181,14 +181,7 @@ impl DeviceClient {
             Outbox::new(client),
         ));
         let (password, renew_at) = credentials.password(&shared)?;
-        let username = eventloop
-            .mqtt_options
-            .credentials()
-            .map(|l| l.username)
-            .unwrap_or_default();
-        eventloop
-            .mqtt_options
-            .set_credentials(username, password.expose());
+        driver::set_password(&mut eventloop, &password);
         let (ready_tx, ready_rx) = oneshot::channel();
         tokio::spawn(driver::run(
             shared.clone(),

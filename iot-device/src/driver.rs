@@ -65,7 +65,8 @@ impl Credentials {
     }
 }
 
-fn set_password(eventloop: &mut EventLoop, password: &Secret) {
+/// Replaces the MQTT password (the SAS token), keeping the username.
+pub(crate) fn set_password(eventloop: &mut EventLoop, password: &Secret) {
     let username = eventloop
         .mqtt_options
         .credentials()

@@ -132,6 +132,20 @@ impl Harness {
     }
 }
 
+/// One runtime and one harness per fuzzing process, shared by every input.
+pub fn shared() -> &'static (tokio::runtime::Runtime, Harness) {
+    static SHARED: std::sync::OnceLock<(tokio::runtime::Runtime, Harness)> =
+        std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("fuzzing runtime: {e}"));
+        let harness = rt.block_on(async { Harness::new() });
+        (rt, harness)
+    })
+}
+
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Harness").finish_non_exhaustive()

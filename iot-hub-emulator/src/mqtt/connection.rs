@@ -199,6 +199,17 @@ where
     hub.unregister_session(&session, connect.clean_session);
 }
 
+/// The session bit of a subscription kind.
+fn sub_bit(kind: Subscription) -> u8 {
+    match kind {
+        Subscription::Methods => sub::METHODS,
+        Subscription::TwinResponses => sub::TWIN_RESPONSES,
+        Subscription::DesiredPatches => sub::DESIRED,
+        Subscription::C2d => sub::C2D,
+        _ => sub::MODULE_INPUTS,
+    }
+}
+
 impl Connection {
     fn write(&mut self, packet: Packet) {
         let _ = packet.write(&mut self.out, MAX_OUTGOING_PACKET);
@@ -252,13 +263,7 @@ impl Connection {
                     let (d, m) = self.ids();
                     let code = match Subscription::parse(&f.path, d, m) {
                         Ok(kind) => {
-                            let bit = match kind {
-                                Subscription::Methods => sub::METHODS,
-                                Subscription::TwinResponses => sub::TWIN_RESPONSES,
-                                Subscription::DesiredPatches => sub::DESIRED,
-                                Subscription::C2d => sub::C2D,
-                                _ => sub::MODULE_INPUTS,
-                            };
+                            let bit = sub_bit(kind);
                             let before = self.session.subs.fetch_or(bit, Ordering::AcqRel);
                             if (before | bit).count_ones() > MAX_SUBSCRIPTIONS {
                                 SubscribeReasonCode::Failure
@@ -286,13 +291,7 @@ impl Connection {
                 for f in &u.topics {
                     let (d, m) = self.ids();
                     if let Ok(kind) = Subscription::parse(f, d, m) {
-                        let bit = match kind {
-                            Subscription::Methods => sub::METHODS,
-                            Subscription::TwinResponses => sub::TWIN_RESPONSES,
-                            Subscription::DesiredPatches => sub::DESIRED,
-                            Subscription::C2d => sub::C2D,
-                            _ => sub::MODULE_INPUTS,
-                        };
+                        let bit = sub_bit(kind);
                         self.session.subs.fetch_and(!bit, Ordering::AcqRel);
                     }
                 }
