@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the tutorial flow with the official Python SDKs (azure-iot-device, azure-iot-hub, pinned
-# in requirements.txt) against the emulator, in a private network namespace so that the
-# emulator can own 8883 (the Python device SDK always dials it) and 443.
+# in requirements.txt) and, when Node is installed, the official Node SDKs (pinned in
+# node/package-lock.json) against the emulator, each paired with this workspace's clients too,
+# in a private network namespace so that the emulator can own 8883 (the SDKs' device clients
+# always dial it) and 443 (the Node service SDK takes no port in HostName).
 # Usage: scripts/official-sdk/run.sh   (needs root for unshare; installs into a virtualenv)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,6 +15,9 @@ if [ "${1:-}" != "--inside" ]; then
     python3 -m venv "$venv"
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+  if command -v npm >/dev/null; then
+    (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
   cargo build -q --manifest-path "$root/Cargo.toml" -p iot-hub-emulator
   cargo build -q --manifest-path "$root/Cargo.toml" -p iot-examples --examples
   exec unshare -n "$0" --inside
@@ -20,7 +25,7 @@ fi
 
 ip link set lo up
 work="$(mktemp -d)"
-trap 'kill "${emu_pid:-0}" "${pydev:-0}" "${rsdev:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${emu_pid:-0}" "${pydev:-0}" "${rsdev:-0}" "${nodedev:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
   > "$work/emulator.log" 2>&1 &
 emu_pid=$!
@@ -75,9 +80,35 @@ compare_queries() {
 run "python query_iot_hub == rust query" compare_queries
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
+# 5-7. The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
+checks=4
+if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
+  checks=7
+  export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_CERT"
+  run "node device + node service" timeout 120 node "$here/node/tutorial_check.js" both
+  node "$here/node/tutorial_check.js" device > "$work/nodedevice.log" 2>&1 &
+  nodedev=$!
+  if wait_for "$work/nodedevice.log" "device ready"; then
+    run "node device + rust service" timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
+  else
+    failed=$((failed + 1)); echo "FAILED: node device did not start"
+  fi
+  kill "$nodedev" 2>/dev/null || true; wait "$nodedev" 2>/dev/null || true
+  REBOOT_DELAY_MS=200 "$PATH_EXAMPLES/dmpatterns_getstarted_device" > "$work/rsdevice2.log" 2>&1 &
+  rsdev=$!
+  if wait_for "$work/rsdevice2.log" "waiting for rebootDevice"; then
+    run "rust device + node service" timeout 120 node "$here/node/tutorial_check.js" service
+  else
+    failed=$((failed + 1)); echo "FAILED: rust device did not start"
+  fi
+  kill -INT "$rsdev" 2>/dev/null || true; wait "$rsdev" 2>/dev/null || true
+else
+  echo "== node SDK checks skipped: node or npm not installed"
+fi
+
 if [ "$failed" != 0 ]; then
   echo "--- emulator log"; tail -50 "$work/emulator.log"
   echo "--- device logs"; cat "$work/pydevice.log" "$work/rsdevice.log" 2>/dev/null | tail -40
 fi
-echo "official SDK checks: $((4 - failed)) passed, $failed failed"
+echo "official SDK checks: $((checks - failed)) passed, $failed failed"
 exit "$failed"
