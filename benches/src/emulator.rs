@@ -26,20 +26,18 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// The release emulator binary of this workspace, built if missing.
+/// The release emulator binary of this workspace, always brought up to date first (a stale
+/// binary would measure old code; cargo makes this a no-op when nothing changed).
 pub fn emulator_binary() -> std::io::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = root.join("target/release/iot-hub-emulator");
-    if !bin.exists() {
-        let status = std::process::Command::new("cargo")
-            .args(["build", "--release", "-p", "iot-hub-emulator"])
-            .current_dir(&root)
-            .status()?;
-        if !status.success() {
-            return Err(std::io::Error::other("cargo build of the emulator failed"));
-        }
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "iot-hub-emulator"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        return Err(std::io::Error::other("cargo build of the emulator failed"));
     }
-    Ok(bin)
+    Ok(root.join("target/release/iot-hub-emulator"))
 }
 
 impl EmulatorProcess {

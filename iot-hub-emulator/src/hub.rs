@@ -300,7 +300,7 @@ impl Hub {
     ) {
         let now = now_string();
         let mut reg = lock(&self.registry);
-        let Some(rec) = reg.devices.get_mut(device_id) else {
+        let Some(rec) = reg.record_mut(device_id) else {
             return;
         };
         match module_id {
@@ -323,7 +323,7 @@ impl Hub {
     pub(crate) fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = now_string();
         let mut reg = lock(&self.registry);
-        if let Some(rec) = reg.devices.get_mut(device_id) {
+        if let Some(rec) = reg.record_mut(device_id) {
             match module_id.and_then(|m| rec.modules.get_mut(m)) {
                 Some(mr) => mr.module.last_activity_time = Some(now),
                 None => rec.device.last_activity_time = Some(now),

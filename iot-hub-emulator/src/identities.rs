@@ -42,7 +42,7 @@ impl Hub {
         let mut reg = lock(&self.registry);
         let etag = reg.next_etag();
         let disable = body.status == DeviceStatus::Disabled;
-        let result = match (reg.devices.get_mut(id), if_match) {
+        let result = match (reg.record_mut(id), if_match) {
             (Some(_), None) => {
                 return Err(ApiError::new(
                     ErrorCode::DeviceAlreadyExists,
@@ -80,11 +80,7 @@ impl Hub {
                 body.cloud_to_device_message_count = 0;
                 reg.devices.insert(
                     id.to_owned(),
-                    DeviceRecord {
-                        device: body.clone(),
-                        twin: TwinState::new(&now),
-                        modules: Default::default(),
-                    },
+                    DeviceRecord::new(body.clone(), TwinState::new(&now)),
                 );
                 body
             }
@@ -167,8 +163,7 @@ impl Hub {
         let mut reg = lock(&self.registry);
         let etag = reg.next_etag();
         let rec = reg
-            .devices
-            .get_mut(device_id)
+            .record_mut(device_id)
             .ok_or_else(|| ApiError::device_not_found(device_id))?;
         ensure_keys(&mut body.authentication.symmetric_key);
         let out = match (rec.modules.get_mut(module_id), if_match) {
@@ -202,6 +197,7 @@ impl Hub {
                     ModuleRecord {
                         module: body.clone(),
                         twin: TwinState::new(&now),
+                        doc: Default::default(),
                     },
                 );
                 (body, true)
@@ -242,8 +238,7 @@ impl Hub {
         {
             let mut reg = lock(&self.registry);
             let rec = reg
-                .devices
-                .get_mut(device_id)
+                .record_mut(device_id)
                 .ok_or_else(|| ApiError::device_not_found(device_id))?;
             let mr = rec
                 .modules

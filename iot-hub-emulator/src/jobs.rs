@@ -215,7 +215,7 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
     let devices: Vec<String> = hub
         .documents(Collection::Devices)
         .iter()
-        .filter(|d| query::matches(&condition, d))
+        .filter(|d| query::matches(&condition, d.as_ref()))
         .filter_map(|d| d.get("deviceId").and_then(Value::as_str).map(str::to_owned))
         .collect();
     let created = now_string();

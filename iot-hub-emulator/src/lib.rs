@@ -261,11 +261,7 @@ impl EmulatorBuilder {
                 d.etag = Some(reg.next_etag());
                 reg.devices.insert(
                     id.to_owned(),
-                    registry::DeviceRecord {
-                        device: d,
-                        twin: twin_state::TwinState::new(&now),
-                        modules: Default::default(),
-                    },
+                    registry::DeviceRecord::new(d, twin_state::TwinState::new(&now)),
                 );
             }
             Ok(())

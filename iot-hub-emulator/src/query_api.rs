@@ -6,13 +6,14 @@ use crate::http::{ApiResult, AppState, authorize, parse_json};
 use crate::hub::lock;
 use crate::query::{self, Collection};
 use crate::registry::Rights;
-use crate::twins::service_twin;
+use crate::twins::twin_document;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Longest query text the hub accepts.
 const MAX_QUERY_LEN: usize = 8192;
@@ -40,28 +41,30 @@ fn decode_token(token: &str) -> Result<usize, ApiError> {
 }
 
 impl crate::hub::Hub {
-    /// The documents of a collection, in id order.
-    pub(crate) fn documents(&self, from: Collection) -> Vec<Value> {
+    /// The documents of a collection, in id order (shared from the records' caches).
+    pub(crate) fn documents(&self, from: Collection) -> Vec<Arc<Value>> {
         let reg = lock(&self.registry);
-        let mut docs = Vec::new();
+        let mut docs = Vec::with_capacity(reg.devices.len());
         for rec in reg.devices.values() {
             match from {
-                Collection::Devices => docs.extend(service_twin(rec, None)),
+                Collection::Devices => docs.extend(twin_document(rec, None)),
                 Collection::Modules => docs.extend(
                     rec.modules
                         .keys()
-                        .filter_map(|m| service_twin(rec, Some(m))),
+                        .filter_map(|m| twin_document(rec, Some(m))),
                 ),
                 Collection::Jobs => {}
             }
         }
         drop(reg);
         if from == Collection::Jobs {
-            return self.device_job_documents();
+            return self
+                .device_job_documents()
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         }
-        docs.into_iter()
-            .filter_map(|t| serde_json::to_value(t).ok())
-            .collect()
+        docs
     }
 }
 
@@ -84,11 +87,15 @@ pub(crate) async fn query_devices(
         (Some(_), _) => "raw",
     };
     let docs = s.hub.documents(q.from);
-    let mut rows = query::run(&q, &docs);
+    let mut rows: Vec<Arc<Value>> = match &q.projections {
+        None => query::select_shared(&q, docs),
+        Some(_) => query::run(&q, &docs).into_iter().map(Arc::new).collect(),
+    };
     if let Some(top) = q.top {
         rows.truncate(top);
     }
-    let (page, next) = page(&h, &rows)?;
+    let (page, next) = page(&h, rows)?;
+    let page: Vec<&Value> = page.iter().map(AsRef::as_ref).collect();
     let mut r = crate::http::json_response(StatusCode::OK, &page);
     let headers = r.headers_mut();
     headers.insert("x-ms-item-type", HeaderValue::from_static(item_type));
@@ -100,10 +107,7 @@ pub(crate) async fn query_devices(
 
 /// One page of `rows` per the request's `x-ms-max-item-count` and `x-ms-continuation`, and the
 /// continuation token for the next page (none on the last page).
-pub(crate) fn page(
-    h: &HeaderMap,
-    rows: &[Value],
-) -> Result<(Vec<Value>, Option<String>), ApiError> {
+pub(crate) fn page<T>(h: &HeaderMap, rows: Vec<T>) -> Result<(Vec<T>, Option<String>), ApiError> {
     let page_size = h
         .get("x-ms-max-item-count")
         .and_then(|v| v.to_str().ok())
@@ -114,7 +118,12 @@ pub(crate) fn page(
         Some(t) if !t.is_empty() => decode_token(t)?,
         _ => 0,
     };
-    let end = offset.saturating_add(page_size).min(rows.len());
-    let page = rows.get(offset.min(end)..end).unwrap_or_default().to_vec();
-    Ok((page, (end < rows.len()).then(|| encode_token(end))))
+    let total = rows.len();
+    let end = offset.saturating_add(page_size).min(total);
+    let page = rows
+        .into_iter()
+        .skip(offset)
+        .take(end.saturating_sub(offset))
+        .collect();
+    Ok((page, (end < total).then(|| encode_token(end))))
 }

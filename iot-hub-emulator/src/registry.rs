@@ -6,7 +6,9 @@ use base64::Engine as _;
 use iot_common::Secret;
 use iot_common::registry::{Device, Module, SymmetricKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 /// Permissions of a shared access policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,10 +60,16 @@ pub(crate) fn default_policies() -> [(&'static str, Rights); 5] {
     ]
 }
 
+/// The service-side twin document, built on first use and dropped when the record changes,
+/// so that queries do not rebuild every twin on every page.
+pub(crate) type CachedDoc = OnceLock<Arc<Value>>;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ModuleRecord {
     pub(crate) module: Module,
     pub(crate) twin: TwinState,
+    #[serde(skip)]
+    pub(crate) doc: CachedDoc,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +78,19 @@ pub(crate) struct DeviceRecord {
     pub(crate) twin: TwinState,
     #[serde(default)]
     pub(crate) modules: BTreeMap<String, ModuleRecord>,
+    #[serde(skip)]
+    pub(crate) doc: CachedDoc,
+}
+
+impl DeviceRecord {
+    pub(crate) fn new(device: Device, twin: TwinState) -> Self {
+        Self {
+            device,
+            twin,
+            modules: BTreeMap::new(),
+            doc: CachedDoc::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -81,6 +102,17 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// A device record for changing: its cached twin documents (device and modules) are
+    /// dropped first. Every mutation of a record goes through here.
+    pub(crate) fn record_mut(&mut self, id: &str) -> Option<&mut DeviceRecord> {
+        let rec = self.devices.get_mut(id)?;
+        rec.doc = CachedDoc::new();
+        for m in rec.modules.values_mut() {
+            m.doc = CachedDoc::new();
+        }
+        Some(rec)
+    }
+
     /// A fresh identity etag: base64 of a decimal counter, like the real hub's.
     pub(crate) fn next_etag(&mut self) -> String {
         self.etag_seq += 1;

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use iot_common::twin::{self, TwinSection};
-use iot_common::{Twin, TwinCollection, TwinError, TwinProperties};
+use iot_common::{TwinCollection, TwinError, TwinProperties};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -63,16 +63,30 @@ impl TwinState {
         Value::Object(body)
     }
 
-    /// Fills in the twin-owned fields of a service twin.
-    pub(crate) fn fill(&self, t: &mut Twin) {
-        t.etag = Some(self.etag());
-        t.version = Some(self.version);
-        t.tags = self.tags.clone();
-        let mut desired = TwinCollection::new(self.desired.clone(), Some(self.desired_version));
-        desired.metadata = Some(self.desired_meta.clone());
-        let mut reported = TwinCollection::new(self.reported.clone(), Some(self.reported_version));
-        reported.metadata = Some(self.reported_meta.clone());
-        t.properties = TwinProperties::new(desired, reported);
+    /// Writes the twin-owned fields of a service twin (etag, version, tags, properties with
+    /// `$metadata` and `$version`) into its JSON document.
+    pub(crate) fn write_into(&self, doc: &mut Map<String, Value>) {
+        let section = |props: &Map<String, Value>, meta: &Map<String, Value>, version: u64| {
+            let mut m = props.clone();
+            m.insert("$metadata".into(), Value::Object(meta.clone()));
+            m.insert("$version".into(), Value::from(version));
+            Value::Object(m)
+        };
+        doc.insert("etag".into(), Value::String(self.etag()));
+        doc.insert("version".into(), Value::from(self.version));
+        if !self.tags.is_empty() {
+            doc.insert("tags".into(), Value::Object(self.tags.clone()));
+        }
+        let mut properties = Map::new();
+        properties.insert(
+            "desired".into(),
+            section(&self.desired, &self.desired_meta, self.desired_version),
+        );
+        properties.insert(
+            "reported".into(),
+            section(&self.reported, &self.reported_meta, self.reported_version),
+        );
+        doc.insert("properties".into(), Value::Object(properties));
     }
 
     /// A device's reported patch. Returns the new reported `$version`.

@@ -7,36 +7,78 @@ use crate::registry::DeviceRecord;
 use crate::twin_state::{DesiredChange, TwinState};
 use bytes::Bytes;
 use iot_common::{Twin, topic};
-use serde_json::Value;
+use serde::Deserialize as _;
+use serde_json::{Map, Value};
+use std::sync::Arc;
 
-/// Builds the service view of a device or module twin from its record.
-pub(crate) fn service_twin(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Twin> {
+/// The service view of a device or module twin, as the JSON document that `GET /twins`
+/// returns and queries run over. Built directly as JSON: queries build one per twin per page.
+pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Value> {
     let d = &rec.device;
-    let mut t = Twin::default();
-    t.device_id = d.device_id.clone();
-    t.device_etag = d.etag.clone();
-    t.authentication_type = Some(d.authentication.kind.clone());
-    t.model_id = Some(String::new());
-    t.cloud_to_device_message_count = Some(d.cloud_to_device_message_count);
-    match module_id {
+    let mut doc = Map::new();
+    let mut put = |k: &str, v: Value| {
+        doc.insert(k.to_owned(), v);
+    };
+    let text = |s: &Option<String>| s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()));
+    put("deviceId", Value::String(d.device_id.clone()));
+    put(
+        "authenticationType",
+        Value::String(d.authentication.kind.clone()),
+    );
+    put("modelId", Value::String(String::new()));
+    put(
+        "cloudToDeviceMessageCount",
+        Value::from(d.cloud_to_device_message_count),
+    );
+    let state = match module_id {
         None => {
-            t.status = Some(d.status);
-            t.status_update_time = d.status_updated_time.clone();
-            t.connection_state = Some(d.connection_state);
-            t.last_activity_time = d.last_activity_time.clone();
-            t.capabilities = Some(d.capabilities);
-            rec.twin.fill(&mut t);
+            put("deviceEtag", text(&d.etag));
+            put(
+                "status",
+                serde_json::to_value(d.status).unwrap_or(Value::Null),
+            );
+            if d.status_updated_time.is_some() {
+                put("statusUpdateTime", text(&d.status_updated_time));
+            }
+            put(
+                "connectionState",
+                serde_json::to_value(d.connection_state).unwrap_or(Value::Null),
+            );
+            put("lastActivityTime", text(&d.last_activity_time));
+            put(
+                "capabilities",
+                serde_json::json!({ "iotEdge": d.capabilities.iot_edge }),
+            );
+            &rec.twin
         }
         Some(m) => {
             let mr = rec.modules.get(m)?;
-            t.module_id = Some(m.to_owned());
-            t.device_etag = mr.module.etag.clone();
-            t.connection_state = Some(mr.module.connection_state);
-            t.last_activity_time = mr.module.last_activity_time.clone();
-            mr.twin.fill(&mut t);
+            put("moduleId", Value::String(m.to_owned()));
+            put("deviceEtag", text(&mr.module.etag));
+            put(
+                "connectionState",
+                serde_json::to_value(mr.module.connection_state).unwrap_or(Value::Null),
+            );
+            put("lastActivityTime", text(&mr.module.last_activity_time));
+            &mr.twin
         }
+    };
+    state.write_into(&mut doc);
+    Some(Value::Object(doc))
+}
+
+/// The service view of a twin as a shared document, from the record's cache.
+pub(crate) fn twin_document(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Arc<Value>> {
+    let build = || Arc::new(service_twin_value(rec, module_id).unwrap_or(Value::Null));
+    match module_id {
+        None => Some(rec.doc.get_or_init(build).clone()),
+        Some(m) => Some(rec.modules.get(m)?.doc.get_or_init(build).clone()),
     }
-    Some(t)
+}
+
+/// The service view of a twin, typed.
+pub(crate) fn service_twin(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Twin> {
+    Twin::deserialize(twin_document(rec, module_id)?.as_ref()).ok()
 }
 
 fn twin_mut<'a>(
@@ -82,8 +124,7 @@ impl Hub {
         let (twin, notification) = {
             let mut reg = lock(&self.registry);
             let rec = reg
-                .devices
-                .get_mut(device_id)
+                .record_mut(device_id)
                 .ok_or_else(|| ApiError::device_not_found(device_id))?;
             let state = twin_mut(rec, device_id, module_id)?;
             if !etag_matches(if_match, &state.etag()) {
@@ -137,8 +178,7 @@ impl Hub {
         let version = {
             let mut reg = lock(&self.registry);
             let rec = reg
-                .devices
-                .get_mut(device_id)
+                .record_mut(device_id)
                 .ok_or_else(|| ApiError::device_not_found(device_id))?;
             twin_mut(rec, device_id, module_id)?.patch_reported(patch, &now)?
         };

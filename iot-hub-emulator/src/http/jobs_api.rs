@@ -52,7 +52,7 @@ pub(crate) async fn query_jobs(
         .iter()
         .filter_map(|j| serde_json::to_value(j).ok())
         .collect();
-    let (page, next) = crate::query_api::page(&h, &rows)?;
+    let (page, next) = crate::query_api::page(&h, rows)?;
     let mut r = json(StatusCode::OK, &page, None);
     r.headers_mut()
         .insert("x-ms-item-type", HeaderValue::from_static("jobResponse"));

@@ -253,10 +253,21 @@ fn aggregate(func: Aggregate, arg: &Option<Expr>, docs: &[&Value]) -> Value {
     }
 }
 
+/// `SELECT *`: the matching documents themselves, shared, not copied.
+pub(crate) fn select_shared(
+    q: &Query,
+    docs: Vec<std::sync::Arc<Value>>,
+) -> Vec<std::sync::Arc<Value>> {
+    docs.into_iter()
+        .filter(|d| q.filter.as_ref().is_none_or(|f| matches(f, d)))
+        .collect()
+}
+
 /// Runs a query over documents, before TOP and paging.
-pub(crate) fn run(q: &Query, docs: &[Value]) -> Vec<Value> {
+pub(crate) fn run<D: std::borrow::Borrow<Value>>(q: &Query, docs: &[D]) -> Vec<Value> {
     let selected: Vec<&Value> = docs
         .iter()
+        .map(std::borrow::Borrow::borrow)
         .filter(|d| q.filter.as_ref().is_none_or(|f| matches(f, d)))
         .collect();
     let Some(projections) = &q.projections else {

@@ -9,7 +9,7 @@ mod parser;
 mod tests;
 
 pub(crate) use ast::Collection;
-pub(crate) use eval::{matches, run};
+pub(crate) use eval::{matches, run, select_shared};
 pub(crate) use parser::{parse_condition, parse_query};
 
 /// A syntax error with the byte position where it was found.
