@@ -42,11 +42,10 @@ impl Harness {
         );
         reg.devices.insert(
             "myDevice".into(),
-            crate::registry::DeviceRecord {
-                device: Device::new("myDevice", Some(keys)),
-                twin: TwinState::new("t"),
-                modules: Default::default(),
-            },
+            crate::registry::DeviceRecord::new(
+                Device::new("myDevice", Some(keys)),
+                TwinState::new("t"),
+            ),
         );
         let hub = Arc::new(Hub::new(
             HubOptions {
