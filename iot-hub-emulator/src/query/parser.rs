@@ -11,9 +11,15 @@ const RESERVED: [&str; 14] = [
     "false",
 ];
 
+/// Deepest nesting (parentheses, arrays, function calls, `NOT`, unary minus) a query may use.
+/// Recursive descent uses stack per level; without a bound a hostile query of 8 192 `(`
+/// overflows a tokio worker's stack and takes the whole emulator down.
+const MAX_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Token>,
     i: usize,
+    depth: usize,
 }
 
 /// Parses a whole query.
@@ -21,6 +27,7 @@ pub(crate) fn parse_query(input: &str) -> Result<Query, QueryError> {
     let mut p = Parser {
         toks: lex(input)?,
         i: 0,
+        depth: 0,
     };
     let q = p.query()?;
     p.expect_end()?;
@@ -32,6 +39,7 @@ pub(crate) fn parse_condition(input: &str) -> Result<Expr, QueryError> {
     let mut p = Parser {
         toks: lex(input)?,
         i: 0,
+        depth: 0,
     };
     let e = p.expr()?;
     p.expect_end()?;
@@ -266,9 +274,26 @@ impl Parser {
         Ok(left)
     }
 
+    /// Runs `f` one nesting level deeper, refusing to go past [`MAX_NESTING`].
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        if self.depth >= MAX_NESTING {
+            return Err(QueryError::at(
+                self.peek().pos,
+                "expression nested too deeply",
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn not(&mut self) -> Result<Expr, QueryError> {
         if self.eat_kw("not") {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            return self.nested(|p| Ok(Expr::Not(Box::new(p.not()?))));
         }
         self.comparison()
     }
@@ -349,10 +374,12 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, QueryError> {
-        if self.eat_sym("-") {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
-        }
-        self.primary()
+        self.nested(|p| {
+            if p.eat_sym("-") {
+                return Ok(Expr::Neg(Box::new(p.unary()?)));
+            }
+            p.primary()
+        })
     }
 
     fn primary(&mut self) -> Result<Expr, QueryError> {

@@ -254,3 +254,34 @@ fn device_job_rows_use_qualified_paths() {
     .unwrap();
     assert_eq!(ids(&run(&q, &rows)), ["d1"]);
 }
+
+/// Found by the `query` fuzz target (SIGSEGV after ~690 000 runs): deep nesting overflowed
+/// the stack. Nesting is now bounded and refused with a position.
+#[test]
+fn deep_nesting_is_refused_not_a_crash() {
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024) // a tokio worker's stack
+        .spawn(|| {
+            let cases = [
+                format!("SELECT * FROM devices WHERE {}1", "(".repeat(8000)),
+                format!("SELECT * FROM devices WHERE {}true", "NOT ".repeat(2000)),
+                format!("SELECT * FROM devices WHERE {}1 = 1", "-".repeat(8000)),
+                format!(
+                    "SELECT * FROM devices WHERE deviceId IN {}1",
+                    "[ ".repeat(8000)
+                ),
+                format!("SELECT * FROM devices WHERE {}x", "IS_DEFINED(".repeat(700)),
+            ];
+            for q in cases {
+                let err = parse_query(&q).expect_err("too deep");
+                assert!(err.message.contains("nested"), "{err}");
+            }
+            // Ordinary nesting still parses.
+            parse_query(
+                "SELECT * FROM devices WHERE ((NOT (tags.a = -(-1))) OR deviceId IN [1, 2])",
+            )
+            .unwrap();
+        })
+        .unwrap();
+    handle.join().expect("no stack overflow");
+}
