@@ -25,7 +25,8 @@ fi
 
 ip link set lo up
 work="$(mktemp -d)"
-trap 'kill "${emu_pid:-0}" "${pydev:-0}" "${rsdev:-0}" "${nodedev:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+devices=()
+trap 'kill "${emu_pid:-0}" "${devices[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
   > "$work/emulator.log" 2>&1 &
 emu_pid=$!
@@ -50,25 +51,37 @@ wait_for() { # file pattern
 # 1. Python device + Python service.
 run "python device + python service" timeout 180 "$venv/bin/python" "$here/tutorial_check.py" both
 
+# pairing NAME READY SIGNAL DEVICE SERVICE...: starts the DEVICE function in the background,
+# waits for READY in its log, runs SERVICE as check NAME, then stops the device with SIGNAL.
+pairing() {
+  local name=$1 ready=$2 signal=$3 device=$4
+  shift 4
+  local log="$work/device-${#devices[@]}.log"
+  "$device" > "$log" 2>&1 &
+  local pid=$!
+  devices+=("$pid")
+  if wait_for "$log" "$ready"; then
+    run "$name" "$@"
+  else
+    failed=$((failed + 1)); echo "FAILED: $name: the device did not start"
+  fi
+  kill "-$signal" "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+# Device commands exec so that the background PID is the device itself.
+py_device() { exec "$venv/bin/python" "$here/tutorial_check.py" device; }
+rs_device() {
+  export REBOOT_DELAY_MS=200
+  exec "$PATH_EXAMPLES/dmpatterns_getstarted_device"
+}
+node_device() { exec node "$here/node/tutorial_check.js" device; }
+
 # 2. Python device + this crate's service (the tutorial's service app).
-"$venv/bin/python" "$here/tutorial_check.py" device > "$work/pydevice.log" 2>&1 &
-pydev=$!
-if wait_for "$work/pydevice.log" "device ready"; then
-  run "python device + rust service" timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
-else
-  failed=$((failed + 1)); echo "FAILED: python device did not start"
-fi
-kill "$pydev" 2>/dev/null || true; wait "$pydev" 2>/dev/null || true
+pairing "python device + rust service" "device ready" TERM py_device \
+  timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
 
 # 3. This crate's device (the tutorial's device app) + Python service.
-REBOOT_DELAY_MS=200 "$PATH_EXAMPLES/dmpatterns_getstarted_device" > "$work/rsdevice.log" 2>&1 &
-rsdev=$!
-if wait_for "$work/rsdevice.log" "waiting for rebootDevice"; then
-  run "rust device + python service" timeout 180 "$venv/bin/python" "$here/tutorial_check.py" service
-else
-  failed=$((failed + 1)); echo "FAILED: rust device did not start"
-fi
-kill -INT "$rsdev" 2>/dev/null || true; wait "$rsdev" 2>/dev/null || true
+pairing "rust device + python service" "waiting for rebootDevice" INT rs_device \
+  timeout 180 "$venv/bin/python" "$here/tutorial_check.py" service
 
 # 4. The same queries through the official Python service SDK and through this crate.
 compare_queries() {
@@ -86,29 +99,17 @@ if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
   checks=7
   export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_CERT"
   run "node device + node service" timeout 120 node "$here/node/tutorial_check.js" both
-  node "$here/node/tutorial_check.js" device > "$work/nodedevice.log" 2>&1 &
-  nodedev=$!
-  if wait_for "$work/nodedevice.log" "device ready"; then
-    run "node device + rust service" timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
-  else
-    failed=$((failed + 1)); echo "FAILED: node device did not start"
-  fi
-  kill "$nodedev" 2>/dev/null || true; wait "$nodedev" 2>/dev/null || true
-  REBOOT_DELAY_MS=200 "$PATH_EXAMPLES/dmpatterns_getstarted_device" > "$work/rsdevice2.log" 2>&1 &
-  rsdev=$!
-  if wait_for "$work/rsdevice2.log" "waiting for rebootDevice"; then
-    run "rust device + node service" timeout 120 node "$here/node/tutorial_check.js" service
-  else
-    failed=$((failed + 1)); echo "FAILED: rust device did not start"
-  fi
-  kill -INT "$rsdev" 2>/dev/null || true; wait "$rsdev" 2>/dev/null || true
+  pairing "node device + rust service" "device ready" TERM node_device \
+    timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
+  pairing "rust device + node service" "waiting for rebootDevice" INT rs_device \
+    timeout 120 node "$here/node/tutorial_check.js" service
 else
   echo "== node SDK checks skipped: node or npm not installed"
 fi
 
 if [ "$failed" != 0 ]; then
   echo "--- emulator log"; tail -50 "$work/emulator.log"
-  echo "--- device logs"; cat "$work/pydevice.log" "$work/rsdevice.log" 2>/dev/null | tail -40
+  echo "--- device logs"; cat "$work"/device-*.log 2>/dev/null | tail -40
 fi
 echo "official SDK checks: $((checks - failed)) passed, $failed failed"
 exit "$failed"
