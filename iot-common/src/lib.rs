@@ -17,6 +17,7 @@ mod secret;
 pub mod status;
 pub mod topic;
 pub mod twin;
+mod twin_paths;
 
 pub use backoff::Backoff;
 pub use connection_string::{
