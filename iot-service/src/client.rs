@@ -265,6 +265,11 @@ impl ServiceClient {
     /// Sends a call, retrying as its policy allows; a non-2xx answer becomes an [`Error`].
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Answer> {
         let url = self.url(&call)?;
+        let endpoint = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(443)
+        );
         let retry = self.inner.options.retry;
         let started = tokio::time::Instant::now();
         let mut attempt = 0u32;
@@ -308,7 +313,8 @@ impl ServiceClient {
                         .get("iothub-errorcode")
                         .and_then(|v| v.to_str().ok());
                     let e = Error::from_response(status, code, &String::from_utf8_lossy(&body))
-                        .with_request_id(&request_id);
+                        .with_request_id(&request_id)
+                        .with_status_hint(&endpoint);
                     let retryable = call.retry == Retry::Idempotent
                         && iot_common::status::is_retryable_status(status);
                     if !retryable {
@@ -328,17 +334,14 @@ impl ServiceClient {
                         ErrorKind::Connection
                     };
                     let sendable_again = e.is_connect() || call.retry == Retry::Idempotent;
-                    let err = Error::new(
-                        kind,
-                        if e.is_timeout() {
-                            "the hub did not answer in time"
-                        } else {
-                            "the hub could not be reached"
-                        },
-                    )
-                    .with_source(e)
-                    .with_request_id(&request_id);
-                    if !sendable_again {
+                    let message = if e.is_timeout() {
+                        "the hub did not answer in time"
+                    } else {
+                        "the hub could not be reached"
+                    };
+                    let err =
+                        Error::transport(kind, message, &endpoint, e).with_request_id(&request_id);
+                    if !sendable_again || err.kind() == ErrorKind::Certificate {
                         return Err(err);
                     }
                     (err, None)

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Service,
     /// The hub could not be reached, or the connection broke.
     Connection,
+    /// The hub's certificate was refused (untrusted, expired, or for another name). Not
+    /// retried: it fails the same way until the trust configuration changes.
+    Certificate,
     /// A body could not be serialized or deserialized.
     Serialization,
 }
@@ -43,6 +46,10 @@ struct Inner {
     hub: Option<HubError>,
     message: String,
     request_id: Option<String>,
+    /// The innermost cause of a transport failure, shown by `Display`.
+    cause: Option<String>,
+    /// What to do about it, when known.
+    hint: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -57,8 +64,37 @@ impl Error {
             hub: None,
             message: message.into(),
             request_id: None,
+            cause: None,
+            hint: None,
             source: None,
         }))
+    }
+
+    /// A failure to exchange a request with `endpoint` (`host:port`): `Display` names the
+    /// endpoint and the innermost cause, with a hint where the cause is a common one.
+    pub(crate) fn transport(
+        kind: ErrorKind,
+        message: &str,
+        endpoint: &str,
+        e: reqwest::Error,
+    ) -> Self {
+        let kind = if crate::hint::is_certificate_failure(&e) {
+            ErrorKind::Certificate
+        } else {
+            kind
+        };
+        let mut err = Self::new(kind, format!("{message} at {endpoint}"));
+        err.0.cause = Some(crate::hint::root_cause(&e));
+        err.0.hint = crate::hint::for_transport(&e, endpoint);
+        err.with_source(e)
+    }
+
+    /// Adds the hint for an error answer from `endpoint`, if its status has one.
+    pub(crate) fn with_status_hint(mut self, endpoint: &str) -> Self {
+        if let Some(status) = self.0.status {
+            self.0.hint = crate::hint::for_status(status, endpoint);
+        }
+        self
     }
 
     pub(crate) fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -126,6 +162,12 @@ impl Error {
         self.0.request_id.as_deref()
     }
 
+    /// What to do about this error, when the cause is a common one (an untrusted certificate,
+    /// nothing listening at the endpoint, refused credentials). Also part of `Display`.
+    pub fn hint(&self) -> Option<&str> {
+        self.0.hint.as_deref()
+    }
+
     /// `true` when trying again later may succeed: connection failures, throttling,
     /// timeouts and 5xx answers.
     pub fn is_retryable(&self) -> bool {
@@ -147,10 +189,17 @@ impl fmt::Display for Error {
             self.0.status,
             self.0.hub.as_ref().and_then(|h| h.name.as_deref()),
         ) {
-            (Some(s), Some(name)) => write!(f, " ({s} {name})"),
-            (Some(s), None) => write!(f, " ({s})"),
-            _ => Ok(()),
+            (Some(s), Some(name)) => write!(f, " ({s} {name})")?,
+            (Some(s), None) => write!(f, " ({s})")?,
+            _ => {}
         }
+        if let Some(cause) = &self.0.cause {
+            write!(f, ": {cause}")?;
+        }
+        if let Some(hint) = &self.0.hint {
+            write!(f, ". Hint: {hint}")?;
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod client;
 mod error;
+mod hint;
 mod jobs;
 mod methods;
 mod options;
