@@ -16,11 +16,30 @@ mod twins;
 
 pub use client::ServiceClient;
 pub use error::{Error, ErrorKind, Result};
-pub use iot_common::registry::{Device, Module, RegistryStatistics, SymmetricKey};
-pub use iot_common::twin::{ConnectionState, DeviceStatus};
-pub use iot_common::{ErrorCode, JobResponse, JobStatus, JobType, Twin, TwinCollection};
+// Every type that appears in this crate's public API, so that users depend on iot-service
+// alone (iot-common is an implementation detail they need not name).
+pub use iot_common::registry::{
+    AuthenticationMechanism, Device, Module, RegistryStatistics, SymmetricKey, X509Thumbprint,
+};
+pub use iot_common::twin::{Capabilities, ConnectionState, DeviceStatus};
+pub use iot_common::{
+    Backoff, ConnectionStringError, ErrorCode, JobResponse, JobStatus, JobType, Secret,
+    ServiceConnectionString, Twin, TwinCollection, TwinProperties,
+};
 pub use jobs::JobSchedule;
 pub use methods::{DirectMethodRequest, DirectMethodResult};
 pub use options::{RetryOptions, ServiceClientOptions};
 pub use query::Query;
 pub use twins::{IfMatch, TwinPatch};
+
+/// Compile-time proof that the handles users share across tasks stay `Send + Sync`.
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ServiceClient>();
+    send_sync::<Error>();
+    send_sync::<ServiceClientOptions>();
+    send::<Query<Twin>>();
+    send::<Query<serde_json::Value>>();
+}
