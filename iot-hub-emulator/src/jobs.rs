@@ -54,6 +54,12 @@ impl Hub {
                 "jobId in the body does not match the path.",
             ));
         }
+        if req.query_condition.len() > crate::limits::MAX_QUERY_LEN {
+            return Err(ApiError::bad_request(format!(
+                "queryCondition is longer than {} characters.",
+                crate::limits::MAX_QUERY_LEN
+            )));
+        }
         query::parse_condition(&req.query_condition)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         match req.job_type {
