@@ -121,7 +121,12 @@ where
     if let Some(lifetime) = hub.faults.connection_lifetime() {
         expires_in = expires_in.min(lifetime.saturating_sub(grace));
     }
-    let expiry = sleep_until(Instant::now() + expires_in + grace);
+    let expiry = sleep_until(
+        Instant::now()
+            + expires_in
+                .saturating_add(grace)
+                .min(crate::limits::MAX_TOKEN_LIFETIME),
+    );
     tokio::pin!(expiry);
     let idle = sleep_until(Instant::now() + keep_alive);
     tokio::pin!(idle);
