@@ -11,3 +11,11 @@ pub(crate) const MAX_QUERY_NESTING: usize = 64;
 /// past the clock's range. The device reconnects with the same token.
 pub(crate) const MAX_TOKEN_LIFETIME: std::time::Duration =
     std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Largest `maxExecutionTimeInSeconds` a job may ask for: the hub's field is an int64. Larger
+/// values get 400.
+pub(crate) const MAX_JOB_EXECUTION_SECS: u64 = i64::MAX as u64;
+/// A job's timer runs at most this long (longer limits are clamped to it, as a timer cannot
+/// reach past the clock's range).
+pub(crate) const MAX_JOB_TIMER: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
