@@ -19,3 +19,11 @@ pub(crate) const MAX_JOB_EXECUTION_SECS: u64 = i64::MAX as u64;
 /// reach past the clock's range).
 pub(crate) const MAX_JOB_TIMER: std::time::Duration =
     std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// A write to a device must finish within this; a device that stops reading is disconnected
+/// (token expiry, disable, delete and disconnect-all still fire while a write is blocked).
+pub(crate) const MQTT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The last bytes to a closing connection (a DISCONNECT reason, TLS close) get this long.
+pub(crate) const MQTT_FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// A connection must send its CONNECT within this.
+pub(crate) const MQTT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
