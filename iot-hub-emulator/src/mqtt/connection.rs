@@ -443,18 +443,12 @@ impl Connection {
                 match result {
                     Ok(version) => self.twin_reply(204, &rid, Some(version), Bytes::new()),
                     Err(e) => {
-                        let body = serde_json::json!({
-                            "errorCode": e.code.code(),
-                            "trackingId": uuid::Uuid::new_v4().simple().to_string(),
-                            "message": e.message,
-                            "timestampUtc": now_string(),
-                        });
                         let status = if e.code.http_status() == 413 {
                             413
                         } else {
                             400
                         };
-                        self.twin_reply(status, &rid, None, Bytes::from(body.to_string()));
+                        self.twin_reply(status, &rid, None, error_body(&e));
                     }
                 }
             }
@@ -468,11 +462,57 @@ impl Connection {
 
     fn twin_reply(&mut self, status: u16, rid: &str, version: Option<u64>, body: Bytes) {
         if self.session.subscribed(sub::TWIN_RESPONSES) {
+            let (status, body) = fit_twin_reply(status, rid, body);
             self.write_publish(
                 topic::twin_response_topic(status, rid, version),
                 body,
                 QoS::AtMostOnce,
             );
         }
+    }
+}
+
+/// The hub's error document, as a twin response body.
+fn error_body(e: &crate::error::ApiError) -> Bytes {
+    let body = serde_json::json!({
+        "errorCode": e.code.code(),
+        "trackingId": uuid::Uuid::new_v4().simple().to_string(),
+        "message": e.message,
+        "timestampUtc": now_string(),
+    });
+    Bytes::from(body.to_string())
+}
+
+/// A twin answer too large for one outgoing packet becomes a 413 error answer, so that the
+/// device is told instead of waiting forever for a packet that cannot be sent.
+fn fit_twin_reply(status: u16, rid: &str, body: Bytes) -> (u16, Bytes) {
+    // Fixed header, topic length prefix and the topic itself (status, rid, version).
+    let overhead = 16 + topic::twin_response_topic(status, rid, Some(u64::MAX)).len();
+    if body.len() + overhead <= MAX_OUTGOING_PACKET {
+        return (status, body);
+    }
+    let e = crate::error::ApiError::new(
+        iot_common::ErrorCode::MessageTooLarge,
+        format!(
+            "The twin answer is {} bytes, over the {MAX_OUTGOING_PACKET}-byte packet limit.",
+            body.len()
+        ),
+    );
+    (413, error_body(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_twin_answer_over_the_packet_limit_becomes_a_413_answer() {
+        let (status, body) = fit_twin_reply(200, "1", Bytes::from(vec![b' '; MAX_OUTGOING_PACKET]));
+        assert_eq!(status, 413);
+        assert!(body.len() < 1024);
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(v["errorCode"], 413001);
+        let small = Bytes::from_static(b"{}");
+        assert_eq!(fit_twin_reply(200, "1", small.clone()), (200, small));
     }
 }
