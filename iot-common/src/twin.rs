@@ -37,6 +37,14 @@ impl TwinSection {
         }
     }
 
+    /// Most bytes the section may take as serialized JSON, whatever [`document_size`] counts:
+    /// eight times [`size_limit`](Self::size_limit). The hub's rule counts control characters,
+    /// nulls in arrays and JSON syntax as nothing, so without this bound a section within the
+    /// hub's limit could still grow without end.
+    pub fn max_json_bytes(self) -> usize {
+        self.size_limit() * 8
+    }
+
     /// The section's name in error messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -211,7 +219,26 @@ pub fn document_size(map: &Map<String, Value>) -> usize {
         .sum()
 }
 
-/// Checks that a section is within its size limit.
+/// The length of a section serialized as JSON, counted without building the text.
+pub fn json_size(map: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, map);
+    c.0
+}
+
+/// Checks that a section is within its size limit, as the hub counts it, and within
+/// [`TwinSection::max_json_bytes`] as serialized JSON.
 ///
 /// # Errors
 /// [`TwinError::TooLarge`].
@@ -222,6 +249,14 @@ pub fn check_size(section: TwinSection, map: &Map<String, Value>) -> Result<(), 
             section: section.name(),
             size,
             limit: section.size_limit(),
+        });
+    }
+    let bytes = json_size(map);
+    if bytes > section.max_json_bytes() {
+        return Err(TwinError::TooLarge {
+            section: section.name(),
+            size: bytes,
+            limit: section.max_json_bytes(),
         });
     }
     Ok(())
@@ -571,6 +606,20 @@ mod tests {
             validate_patch(TwinSection::Tags, &eleven),
             Err(TwinError::TooDeep(_))
         ));
+    }
+
+    #[test]
+    fn control_characters_count_toward_the_stored_bytes() {
+        let mut m = Map::new();
+        m.insert("c".into(), Value::String("\u{1}".repeat(100_000)));
+        assert_eq!(document_size(&m), 1);
+        assert!(matches!(
+            check_size(TwinSection::Reported, &m),
+            Err(TwinError::TooLarge { .. })
+        ));
+        let mut nulls = Map::new();
+        nulls.insert("n".into(), Value::Array(vec![Value::Null; 100_000]));
+        assert!(check_size(TwinSection::Reported, &nulls).is_err());
     }
 
     #[test]

@@ -107,7 +107,6 @@ pub(crate) struct C2dMessage {
 pub(crate) enum Outbound {
     Publish { topic: String, payload: Bytes },
     C2dAvailable,
-    Close(&'static str),
 }
 
 /// Bits of [`SessionHandle::subs`].
@@ -131,6 +130,8 @@ pub(crate) struct SessionHandle {
     pub(crate) tx: mpsc::Sender<Outbound>,
     pub(crate) subs: AtomicU8,
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<MethodReply>>>,
+    /// Closes the connection even when `tx` is full or the task is blocked writing.
+    pub(crate) close: crate::mqtt::CloseSignal,
 }
 
 impl SessionHandle {
@@ -219,12 +220,11 @@ impl Hub {
             tx,
             subs: AtomicU8::new(restored.unwrap_or(0)),
             pending: Mutex::default(),
+            close: Default::default(),
         });
         let old = lock(&self.sessions).insert(client_id, handle.clone());
         if let Some(old) = old {
-            let _ = old
-                .tx
-                .try_send(Outbound::Close("replaced by a new connection"));
+            old.close.close("replaced by a new connection");
             fail_pending(&old);
         }
         self.set_connection_state(device_id, module_id, ConnectionState::Connected);
@@ -273,8 +273,8 @@ impl Hub {
     pub(crate) fn disconnect(&self, device_id: &str, module_id: Option<&str>) -> bool {
         match self.session(device_id, module_id) {
             Some(s) => {
-                s.tx.try_send(Outbound::Close("closed by the emulator"))
-                    .is_ok()
+                s.close.close("closed by the emulator");
+                true
             }
             None => false,
         }
@@ -285,10 +285,7 @@ impl Hub {
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         sessions
             .iter()
-            .filter(|s| {
-                s.tx.try_send(Outbound::Close("closed by the emulator"))
-                    .is_ok()
-            })
+            .inspect(|s| s.close.close("closed by the emulator"))
             .count()
     }
 

@@ -54,8 +54,19 @@ impl Hub {
                 "jobId in the body does not match the path.",
             ));
         }
+        if req.query_condition.len() > crate::limits::MAX_QUERY_LEN {
+            return Err(ApiError::bad_request(format!(
+                "queryCondition is longer than {} characters.",
+                crate::limits::MAX_QUERY_LEN
+            )));
+        }
         query::parse_condition(&req.query_condition)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if req.max_execution_time_in_seconds > crate::limits::MAX_JOB_EXECUTION_SECS {
+            return Err(ApiError::bad_request(
+                "maxExecutionTimeInSeconds is larger than an int64.",
+            ));
+        }
         match req.job_type {
             JobType::ScheduleDeviceMethod => {
                 let m = req
@@ -237,7 +248,8 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
         j.device_job_statistics.device_count = total;
         j.device_job_statistics.pending_count = total;
     });
-    let limit = Duration::from_secs(job.max_execution_time_in_seconds.unwrap_or(3600));
+    let limit = Duration::from_secs(job.max_execution_time_in_seconds.unwrap_or(3600))
+        .min(crate::limits::MAX_JOB_TIMER);
     let deadline = tokio::time::Instant::now() + limit;
     let mut outcome_status = JobStatus::Completed;
     for (i, device) in devices.iter().enumerate() {

@@ -11,6 +11,7 @@ mod http;
 mod hub;
 mod identities;
 mod jobs;
+mod limits;
 mod methods;
 mod mqtt;
 mod query;

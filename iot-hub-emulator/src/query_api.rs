@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use crate::http::{ApiResult, AppState, authorize, parse_json};
 use crate::hub::lock;
+use crate::limits::MAX_QUERY_LEN;
 use crate::query::{self, Collection};
 use crate::registry::Rights;
 use crate::twins::twin_document;
@@ -15,8 +16,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// Longest query text the hub accepts.
-const MAX_QUERY_LEN: usize = 8192;
 /// Page size when the client gives none.
 const DEFAULT_PAGE: usize = 100;
 /// Largest page the emulator returns.

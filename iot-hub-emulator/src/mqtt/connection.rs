@@ -7,7 +7,7 @@ use crate::hub::{
 };
 use bytes::{Bytes, BytesMut};
 use iot_common::topic::{self, DeviceTopic, Subscription};
-use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::mqttbytes::{Error as CodecError, Protocol};
 use rumqttc::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode, UnsubAck,
 };
@@ -43,17 +43,41 @@ struct Connection {
     c2d_in_flight: HashMap<u16, C2dMessage>,
 }
 
-async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> Option<Packet> {
+/// Reads one packet; `Err(None)` when the connection closed, `Err(Some(_))` when the bytes
+/// are not a valid packet.
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Packet, Option<CodecError>> {
     loop {
         match Packet::read(buf, MAX_INCOMING_PACKET) {
-            Ok(p) => return Some(p),
+            Ok(p) => return Ok(p),
             Err(CodecError::InsufficientBytes(_)) => {}
-            Err(_) => return None,
+            Err(e) => return Err(Some(e)),
         }
-        if rd.read_buf(buf).await.ok()? == 0 {
-            return None;
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(_) => {}
         }
     }
+}
+
+/// Writes the last bytes to a closing connection, giving up after a short while.
+async fn farewell<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) {
+    let _ = tokio::time::timeout(crate::limits::MQTT_FAREWELL_TIMEOUT, async {
+        if !bytes.is_empty() {
+            wr.write_all(bytes).await?;
+        }
+        wr.shutdown().await
+    })
+    .await;
+}
+
+/// Answers CONNECT with a refusal and closes.
+async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: ConnectReturnCode) {
+    let mut out = BytesMut::with_capacity(8);
+    let _ = Packet::ConnAck(ConnAck::new(code, false)).write(&mut out, MAX_OUTGOING_PACKET);
+    farewell(wr, &out).await;
 }
 
 /// Serves one device connection until it closes.
@@ -63,32 +87,35 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbuf = BytesMut::with_capacity(1024);
-    let connect =
-        match tokio::time::timeout(Duration::from_secs(10), read_packet(&mut rd, &mut inbuf)).await
-        {
-            Ok(Some(Packet::Connect(c))) => c,
-            _ => return,
-        };
     let mut out = BytesMut::with_capacity(256);
+    let connect = match tokio::time::timeout(
+        crate::limits::MQTT_CONNECT_TIMEOUT,
+        read_packet(&mut rd, &mut inbuf),
+    )
+    .await
+    {
+        Ok(Ok(Packet::Connect(c))) if c.protocol == Protocol::V4 => c,
+        // MQTT 5 (or 3.1): answer as a 3.1.1 server does.
+        Ok(Ok(Packet::Connect(_))) | Ok(Err(Some(CodecError::InvalidProtocolLevel(_)))) => {
+            tracing::info!("connection refused: unsupported MQTT protocol level");
+            refuse(&mut wr, ConnectReturnCode::RefusedProtocolVersion).await;
+            return;
+        }
+        _ => return,
+    };
     let (username, password) = match &connect.login {
         Some(l) => (Some(l.username.as_str()), Some(l.password.as_str())),
         None => (None, None),
     };
     if hub.faults.refuse_connection() {
-        let _ = Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false))
-            .write(&mut out, MAX_OUTGOING_PACKET);
-        let _ = wr.write_all(&out).await;
-        let _ = wr.shutdown().await;
+        refuse(&mut wr, ConnectReturnCode::ServiceUnavailable).await;
         return;
     }
     let identity: DeviceIdentity = match hub.authenticate(&connect.client_id, username, password) {
         Ok(id) => id,
         Err(reason) => {
             tracing::info!(client_id = %connect.client_id, ?reason, "connection refused");
-            let _ = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false))
-                .write(&mut out, MAX_OUTGOING_PACKET);
-            let _ = wr.write_all(&out).await;
-            let _ = wr.shutdown().await;
+            refuse(&mut wr, ConnectReturnCode::NotAuthorized).await;
             return;
         }
     };
@@ -121,17 +148,45 @@ where
     if let Some(lifetime) = hub.faults.connection_lifetime() {
         expires_in = expires_in.min(lifetime.saturating_sub(grace));
     }
-    let expiry = sleep_until(Instant::now() + expires_in + grace);
+    let expiry = sleep_until(
+        Instant::now()
+            + expires_in
+                .saturating_add(grace)
+                .min(crate::limits::MAX_TOKEN_LIFETIME),
+    );
     tokio::pin!(expiry);
     let idle = sleep_until(Instant::now() + keep_alive);
     tokio::pin!(idle);
 
+    // After a failed or timed-out write nothing more is sent.
+    let mut writable = true;
     let reason = 'conn: loop {
+        // Packets already buffered (sent in the same write as CONNECT, or several per read)
+        // are handled before waiting for more bytes.
+        if let Some(flow) = conn.handle_buffered(&mut inbuf) {
+            break 'conn flow;
+        }
         if !conn.out.is_empty() {
-            if wr.write_all(&conn.out).await.is_err() || wr.flush().await.is_err() {
-                break 'conn Flow::Close("write failed");
+            let write = tokio::time::timeout(crate::limits::MQTT_WRITE_TIMEOUT, async {
+                wr.write_all(&conn.out).await?;
+                wr.flush().await
+            });
+            tokio::select! {
+                r = write => match r {
+                    Ok(Ok(())) => conn.out.clear(),
+                    Ok(Err(_)) => {
+                        writable = false;
+                        break 'conn Flow::Close("write failed");
+                    }
+                    Err(_) => {
+                        writable = false;
+                        break 'conn Flow::Close("write timed out: the device stopped reading");
+                    }
+                },
+                why = session.close.closed() => break 'conn Flow::Close(why),
+                () = &mut expiry => break 'conn Flow::Close("token expired"),
+                _ = shutdown.changed() => break 'conn Flow::Close("emulator shutting down"),
             }
-            conn.out.clear();
         }
         tokio::select! {
             r = rd.read_buf(&mut inbuf) => {
@@ -140,34 +195,23 @@ where
                     Ok(_) => {}
                 }
                 idle.as_mut().reset(Instant::now() + keep_alive);
-                loop {
-                    match Packet::read(&mut inbuf, MAX_INCOMING_PACKET) {
-                        Ok(p) => match conn.handle(p) {
-                            Flow::Continue => {}
-                            other => break 'conn other,
-                        },
-                        Err(CodecError::InsufficientBytes(_)) => break,
-                        Err(_) => break 'conn Flow::Close("malformed or oversized packet"),
-                    }
-                }
             }
             cmd = rx.recv() => match cmd {
                 Some(Outbound::Publish { topic, payload }) => {
                     conn.write_publish(topic, payload, QoS::AtMostOnce);
                 }
                 Some(Outbound::C2dAvailable) => conn.pull_c2d(),
-                Some(Outbound::Close(why)) => break 'conn Flow::Close(why),
                 None => break 'conn Flow::Close("closed by the hub"),
             },
+            why = session.close.closed() => break 'conn Flow::Close(why),
             () = &mut expiry => break 'conn Flow::Close("token expired"),
             () = &mut idle => break 'conn Flow::Close("keep-alive timeout"),
             _ = shutdown.changed() => break 'conn Flow::Close("emulator shutting down"),
         }
     };
-    if !conn.out.is_empty() {
-        let _ = wr.write_all(&conn.out).await;
+    if writable {
+        farewell(&mut wr, &conn.out).await;
     }
-    let _ = wr.shutdown().await;
     let graceful = matches!(reason, Flow::Graceful);
     if let Flow::Close(why) = reason {
         tracing::info!(device_id = %identity.device_id, module_id = ?identity.module_id, why, "device disconnected");
@@ -211,6 +255,20 @@ fn sub_bit(kind: Subscription) -> u8 {
 }
 
 impl Connection {
+    /// Handles every complete packet in `inbuf`; `Some` when the connection must end.
+    fn handle_buffered(&mut self, inbuf: &mut BytesMut) -> Option<Flow> {
+        loop {
+            match Packet::read(inbuf, MAX_INCOMING_PACKET) {
+                Ok(p) => match self.handle(p) {
+                    Flow::Continue => {}
+                    other => return Some(other),
+                },
+                Err(CodecError::InsufficientBytes(_)) => return None,
+                Err(_) => return Some(Flow::Close("malformed or oversized packet")),
+            }
+        }
+    }
+
     fn write(&mut self, packet: Packet) {
         let _ = packet.write(&mut self.out, MAX_OUTGOING_PACKET);
     }
@@ -385,18 +443,12 @@ impl Connection {
                 match result {
                     Ok(version) => self.twin_reply(204, &rid, Some(version), Bytes::new()),
                     Err(e) => {
-                        let body = serde_json::json!({
-                            "errorCode": e.code.code(),
-                            "trackingId": uuid::Uuid::new_v4().simple().to_string(),
-                            "message": e.message,
-                            "timestampUtc": now_string(),
-                        });
                         let status = if e.code.http_status() == 413 {
                             413
                         } else {
                             400
                         };
-                        self.twin_reply(status, &rid, None, Bytes::from(body.to_string()));
+                        self.twin_reply(status, &rid, None, error_body(&e));
                     }
                 }
             }
@@ -410,11 +462,57 @@ impl Connection {
 
     fn twin_reply(&mut self, status: u16, rid: &str, version: Option<u64>, body: Bytes) {
         if self.session.subscribed(sub::TWIN_RESPONSES) {
+            let (status, body) = fit_twin_reply(status, rid, body);
             self.write_publish(
                 topic::twin_response_topic(status, rid, version),
                 body,
                 QoS::AtMostOnce,
             );
         }
+    }
+}
+
+/// The hub's error document, as a twin response body.
+fn error_body(e: &crate::error::ApiError) -> Bytes {
+    let body = serde_json::json!({
+        "errorCode": e.code.code(),
+        "trackingId": uuid::Uuid::new_v4().simple().to_string(),
+        "message": e.message,
+        "timestampUtc": now_string(),
+    });
+    Bytes::from(body.to_string())
+}
+
+/// A twin answer too large for one outgoing packet becomes a 413 error answer, so that the
+/// device is told instead of waiting forever for a packet that cannot be sent.
+fn fit_twin_reply(status: u16, rid: &str, body: Bytes) -> (u16, Bytes) {
+    // Fixed header, topic length prefix and the topic itself (status, rid, version).
+    let overhead = 16 + topic::twin_response_topic(status, rid, Some(u64::MAX)).len();
+    if body.len() + overhead <= MAX_OUTGOING_PACKET {
+        return (status, body);
+    }
+    let e = crate::error::ApiError::new(
+        iot_common::ErrorCode::MessageTooLarge,
+        format!(
+            "The twin answer is {} bytes, over the {MAX_OUTGOING_PACKET}-byte packet limit.",
+            body.len()
+        ),
+    );
+    (413, error_body(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_twin_answer_over_the_packet_limit_becomes_a_413_answer() {
+        let (status, body) = fit_twin_reply(200, "1", Bytes::from(vec![b' '; MAX_OUTGOING_PACKET]));
+        assert_eq!(status, 413);
+        assert!(body.len() < 1024);
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(v["errorCode"], 413001);
+        let small = Bytes::from_static(b"{}");
+        assert_eq!(fit_twin_reply(200, "1", small.clone()), (200, small));
     }
 }

@@ -11,6 +11,10 @@ pub(crate) enum Expr {
     Undefined,
     Path(Vec<PathSeg>),
     Array(Vec<Expr>),
+    /// `a AND b AND …`, kept flat so that a long chain is not a deep tree.
+    And(Vec<Expr>),
+    /// `a OR b OR …`, flat for the same reason.
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
@@ -24,8 +28,6 @@ pub(crate) enum Expr {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinOp {
-    And,
-    Or,
     Eq,
     Ne,
     Lt,

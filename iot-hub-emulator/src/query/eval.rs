@@ -89,6 +89,8 @@ pub(crate) fn eval(e: &Expr, doc: &Value) -> Option<Value> {
             .map(|i| eval(i, doc))
             .collect::<Option<Vec<_>>>()
             .map(Value::Array),
+        Expr::And(terms) => all(terms, doc),
+        Expr::Or(terms) => any(terms, doc),
         Expr::Not(inner) => match eval(inner, doc)? {
             Value::Bool(b) => bool_val(!b),
             _ => None,
@@ -113,18 +115,34 @@ pub(crate) fn eval(e: &Expr, doc: &Value) -> Option<Value> {
     }
 }
 
+/// `AND` over a flat list: false if any term is false, true if all are true, else undefined.
+fn all(terms: &[Expr], doc: &Value) -> Option<Value> {
+    let mut all_true = true;
+    for t in terms {
+        match eval(t, doc) {
+            Some(Value::Bool(false)) => return bool_val(false),
+            Some(Value::Bool(true)) => {}
+            _ => all_true = false,
+        }
+    }
+    if all_true { bool_val(true) } else { None }
+}
+
+/// `OR` over a flat list: true if any term is true, false if all are false, else undefined.
+fn any(terms: &[Expr], doc: &Value) -> Option<Value> {
+    let mut all_false = true;
+    for t in terms {
+        match eval(t, doc) {
+            Some(Value::Bool(true)) => return bool_val(true),
+            Some(Value::Bool(false)) => {}
+            _ => all_false = false,
+        }
+    }
+    if all_false { bool_val(false) } else { None }
+}
+
 fn binary(op: BinOp, l: &Expr, r: &Expr, doc: &Value) -> Option<Value> {
     match op {
-        BinOp::And => match (eval(l, doc), eval(r, doc)) {
-            (Some(Value::Bool(false)), _) | (_, Some(Value::Bool(false))) => bool_val(false),
-            (Some(Value::Bool(true)), Some(Value::Bool(true))) => bool_val(true),
-            _ => None,
-        },
-        BinOp::Or => match (eval(l, doc), eval(r, doc)) {
-            (Some(Value::Bool(true)), _) | (_, Some(Value::Bool(true))) => bool_val(true),
-            (Some(Value::Bool(false)), Some(Value::Bool(false))) => bool_val(false),
-            _ => None,
-        },
         BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
             let (a, b) = (eval(l, doc)?, eval(r, doc)?);
             let ord = compare(&a, &b)?;

@@ -14,7 +14,9 @@ const RESERVED: [&str; 14] = [
 /// Deepest nesting (parentheses, arrays, function calls, `NOT`, unary minus) a query may use.
 /// Recursive descent uses stack per level; without a bound a hostile query of 8 192 `(`
 /// overflows a tokio worker's stack and takes the whole emulator down.
-const MAX_NESTING: usize = 64;
+/// Chains of `+ - * / %` count as nesting too (each operator is one more tree level); chains
+/// of `AND`/`OR` do not, as they are parsed into flat lists.
+const MAX_NESTING: usize = crate::limits::MAX_QUERY_NESTING;
 
 struct Parser {
     toks: Vec<Token>,
@@ -259,19 +261,53 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.and()?;
-        while self.eat_kw("or") {
-            left = Expr::Binary(BinOp::Or, Box::new(left), Box::new(self.and()?));
+        let first = self.and()?;
+        if !self.is_kw("or") {
+            return Ok(first);
         }
-        Ok(left)
+        let mut terms = vec![first];
+        while self.eat_kw("or") {
+            terms.push(self.and()?);
+        }
+        Ok(Expr::Or(terms))
     }
 
     fn and(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.not()?;
-        while self.eat_kw("and") {
-            left = Expr::Binary(BinOp::And, Box::new(left), Box::new(self.not()?));
+        let first = self.not()?;
+        if !self.is_kw("and") {
+            return Ok(first);
         }
-        Ok(left)
+        let mut terms = vec![first];
+        while self.eat_kw("and") {
+            terms.push(self.not()?);
+        }
+        Ok(Expr::And(terms))
+    }
+
+    /// Parses a left-associative chain of binary operators: every operator makes the tree one
+    /// level deeper, so each one counts against [`MAX_NESTING`].
+    fn chain(
+        &mut self,
+        operand: fn(&mut Self) -> Result<Expr, QueryError>,
+        operator: fn(&mut Self) -> Option<BinOp>,
+    ) -> Result<Expr, QueryError> {
+        let base = self.depth;
+        let r = (|| {
+            let mut left = operand(self)?;
+            while let Some(op) = operator(self) {
+                if self.depth >= MAX_NESTING {
+                    return Err(QueryError::at(
+                        self.peek().pos,
+                        "expression nested too deeply",
+                    ));
+                }
+                self.depth += 1;
+                left = Expr::Binary(op, Box::new(left), Box::new(operand(self)?));
+            }
+            Ok(left)
+        })();
+        self.depth = base;
+        r
     }
 
     /// Runs `f` one nesting level deeper, refusing to go past [`MAX_NESTING`].
@@ -344,33 +380,29 @@ impl Parser {
     }
 
     fn additive(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.multiplicative()?;
-        loop {
-            let op = if self.eat_sym("+") {
-                BinOp::Add
-            } else if self.eat_sym("-") {
-                BinOp::Sub
+        self.chain(Self::multiplicative, |p| {
+            if p.eat_sym("+") {
+                Some(BinOp::Add)
+            } else if p.eat_sym("-") {
+                Some(BinOp::Sub)
             } else {
-                return Ok(left);
-            };
-            left = Expr::Binary(op, Box::new(left), Box::new(self.multiplicative()?));
-        }
+                None
+            }
+        })
     }
 
     fn multiplicative(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.unary()?;
-        loop {
-            let op = if self.eat_sym("*") {
-                BinOp::Mul
-            } else if self.eat_sym("/") {
-                BinOp::Div
-            } else if self.eat_sym("%") {
-                BinOp::Mod
+        self.chain(Self::unary, |p| {
+            if p.eat_sym("*") {
+                Some(BinOp::Mul)
+            } else if p.eat_sym("/") {
+                Some(BinOp::Div)
+            } else if p.eat_sym("%") {
+                Some(BinOp::Mod)
             } else {
-                return Ok(left);
-            };
-            left = Expr::Binary(op, Box::new(left), Box::new(self.unary()?));
-        }
+                None
+            }
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, QueryError> {

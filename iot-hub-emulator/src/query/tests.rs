@@ -285,3 +285,34 @@ fn deep_nesting_is_refused_not_a_crash() {
         .unwrap();
     handle.join().expect("no stack overflow");
 }
+
+/// A job condition of 10 000 `OR`s (175 KB) used to build a 10 000-deep tree whose evaluation
+/// and drop overflowed a worker's stack and aborted the emulator.
+#[test]
+fn long_and_or_chains_are_not_a_stack_overflow() {
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024) // a tokio worker's stack
+        .spawn(|| {
+            let docs = fleet();
+            for op in ["OR", "AND"] {
+                let chain = vec!["deviceId = 'd1'"; 60_000].join(&format!(" {op} "));
+                let cond = parse_condition(&chain).expect("a flat chain parses");
+                let hits = docs.iter().filter(|d| super::matches(&cond, d)).count();
+                assert_eq!(hits, 1, "{op}");
+                drop(cond);
+            }
+            // Chains of arithmetic cannot be flattened; they count as nesting.
+            let sum = format!("{}1 = 1", "1 + ".repeat(20_000));
+            let err = parse_condition(&sum).expect_err("too deep");
+            assert!(err.message.contains("nested"), "{err}");
+            let deepest = format!(
+                "{}deviceId = 'd1'{}",
+                "(NOT NOT (1 + 2 * 3 = 7) AND -(-1) = 1 OR ".repeat(40),
+                ")".repeat(40)
+            );
+            let _ = parse_condition(&deepest)
+                .map(|c| docs.iter().filter(|d| super::matches(&c, d)).count());
+        })
+        .unwrap();
+    handle.join().expect("no stack overflow");
+}
