@@ -19,6 +19,7 @@ pub(crate) struct FaultState {
     connection_lifetime_ms: AtomicU64,
     throttle_mqtt: AtomicU32,
     drop_all_every_ms: AtomicU64,
+    state_write_failures: std::sync::Arc<AtomicU32>,
     fired: AtomicU64,
 }
 
@@ -46,6 +47,9 @@ pub struct FaultSettings {
     pub throttle_mqtt: Option<u32>,
     /// Drop all device connections every this many seconds (0 turns it off).
     pub drop_all_every_secs: Option<u64>,
+    /// The next N commits to `--state` fail as a full disk would; the changes stay pending,
+    /// are retried, and the callers waiting for them are answered once they are stored.
+    pub fail_state_writes: Option<u32>,
 }
 
 /// Takes one unit of a countdown; `true` when there was one.
@@ -56,7 +60,15 @@ fn take(counter: &AtomicU32) -> bool {
 }
 
 impl FaultState {
+    /// The countdown of failing state commits, shared with the store.
+    pub(crate) fn state_write_failures(&self) -> std::sync::Arc<AtomicU32> {
+        self.state_write_failures.clone()
+    }
+
     pub(crate) fn apply(&self, s: &FaultSettings) {
+        if let Some(n) = s.fail_state_writes {
+            self.state_write_failures.store(n, Ordering::Release);
+        }
         if let Some(n) = s.throttle_rest {
             self.throttle_rest.store(n, Ordering::Release);
         }

@@ -52,10 +52,11 @@ impl Harness {
                 host_name: "localhost".into(),
                 token_grace: Duration::ZERO,
                 telemetry_capacity: 100,
-                state_path: None,
                 refuse_well_known: false,
             },
             reg,
+            None,
+            Default::default(),
         ));
         let far = crate::hub::unix_now() + 3600;
         let token = SasToken::for_service(

@@ -8,8 +8,7 @@ use iot_common::MessageProperties;
 use iot_common::twin::ConnectionState;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -47,7 +46,6 @@ pub(crate) struct HubOptions {
     pub(crate) host_name: String,
     pub(crate) token_grace: Duration,
     pub(crate) telemetry_capacity: usize,
-    pub(crate) state_path: Option<PathBuf>,
     /// Set on non-loopback binds: tokens signed with a well-known development key are refused.
     pub(crate) refuse_well_known: bool,
 }
@@ -155,27 +153,37 @@ pub(crate) struct Hub {
     c2d: Mutex<HashMap<String, VecDeque<C2dMessage>>>,
     next_rid: AtomicU64,
     next_conn: AtomicU64,
-    dirty: AtomicBool,
+    /// The durable store (`--state`); `None` keeps everything in memory.
+    store: Option<Arc<crate::store::Store>>,
     pub(crate) session_changed: Notify,
     pub(crate) jobs: Mutex<crate::jobs::JobStore>,
     pub(crate) faults: crate::faults::FaultState,
 }
 
 impl Hub {
-    pub(crate) fn new(options: HubOptions, registry: Registry) -> Self {
+    pub(crate) fn new(
+        options: HubOptions,
+        registry: Registry,
+        store: Option<Arc<crate::store::Store>>,
+        persistent_subs: HashMap<String, u8>,
+    ) -> Self {
+        let faults = crate::faults::FaultState::default();
+        if let Some(s) = &store {
+            s.attach_fault(faults.state_write_failures());
+        }
         Self {
             options,
             registry: Mutex::new(registry),
             sessions: Mutex::default(),
-            persistent_subs: Mutex::default(),
+            persistent_subs: Mutex::new(persistent_subs),
             telemetry: Mutex::default(),
             c2d: Mutex::default(),
             next_rid: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
-            dirty: AtomicBool::new(false),
+            store,
             session_changed: Notify::new(),
             jobs: Mutex::default(),
-            faults: Default::default(),
+            faults,
         }
     }
 
@@ -187,8 +195,64 @@ impl Hub {
         self.next_rid.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
+    /// Hands the registry's changes to the store. Every mutation calls this before it
+    /// answers; the answer then waits for [`Self::wait_durable`].
     pub(crate) fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
+        if let Some(store) = &self.store {
+            let mut reg = lock(&self.registry);
+            let writes = reg.take_changes();
+            store.enqueue(writes);
+        }
+    }
+
+    /// Hands one persistent MQTT session's subscriptions to the store (`None`: forget it).
+    fn persist_session(&self, client_id: &str, subs: Option<u8>) {
+        if let Some(store) = &self.store {
+            store.enqueue([(
+                (crate::store::Kind::Session, client_id.to_owned()),
+                subs.map(|s| s.to_string().into_bytes()),
+            )]);
+        }
+    }
+
+    /// Records the subscriptions of a `clean_session=false` client, to be restored when it
+    /// reconnects (also after a restart with `--state`).
+    pub(crate) fn save_subscriptions(&self, handle: &SessionHandle) {
+        let subs = handle.subs.load(Ordering::Acquire);
+        let client_id = handle.client_id();
+        let mut persistent = lock(&self.persistent_subs);
+        if persistent.insert(client_id.clone(), subs) != Some(subs) {
+            self.persist_session(&client_id, Some(subs));
+        }
+    }
+
+    /// The sequence number a caller must wait for so that every change made so far is
+    /// committed (0 without `--state`).
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.last_seq())
+    }
+
+    /// Waits until the changes up to `seq` are committed to `--state`.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the changes are committed regardless.
+    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), ApiError> {
+        match &self.store {
+            Some(store) if seq > 0 => store.wait(seq).await.map_err(|e| {
+                ApiError::new(
+                    iot_common::ErrorCode::ServiceUnavailable,
+                    format!("The change could not be stored yet ({e}); it is retried."),
+                )
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits what is pending and stops the store's writer.
+    pub(crate) fn close_store(&self) {
+        if let Some(s) = &self.store {
+            s.close();
+        }
     }
 
     /// Registers a new connection for an identity, closing any previous one (one connection
@@ -204,7 +268,9 @@ impl Hub {
         let restored = {
             let mut subs = lock(&self.persistent_subs);
             if clean_session {
-                subs.remove(&client_id);
+                if subs.remove(&client_id).is_some() {
+                    self.persist_session(&client_id, None);
+                }
                 None
             } else {
                 subs.get(&client_id).copied()
@@ -243,7 +309,7 @@ impl Hub {
             }
         };
         if !clean_session {
-            lock(&self.persistent_subs).insert(client_id, handle.subs.load(Ordering::Acquire));
+            self.save_subscriptions(handle);
         }
         fail_pending(handle);
         if removed {
@@ -297,7 +363,7 @@ impl Hub {
     ) {
         let now = now_string();
         let mut reg = lock(&self.registry);
-        let Some(rec) = reg.record_mut(device_id) else {
+        let Some(rec) = reg.record_mut_volatile(device_id) else {
             return;
         };
         match module_id {
@@ -320,7 +386,7 @@ impl Hub {
     pub(crate) fn touch(&self, device_id: &str, module_id: Option<&str>) {
         let now = now_string();
         let mut reg = lock(&self.registry);
-        if let Some(rec) = reg.record_mut(device_id) {
+        if let Some(rec) = reg.record_mut_volatile(device_id) {
             match module_id.and_then(|m| rec.modules.get_mut(m)) {
                 Some(mr) => mr.module.last_activity_time = Some(now),
                 None => rec.device.last_activity_time = Some(now),
@@ -405,23 +471,15 @@ impl Hub {
         lock(&self.c2d).get(device_id).map_or(0, VecDeque::len)
     }
 
-    /// Writes the registry to `--state` atomically if anything changed.
+    /// Waits (blocking, at most 30 s) until every change is committed to `--state`.
     pub(crate) fn flush(&self) -> std::io::Result<()> {
-        let Some(path) = &self.options.state_path else {
-            return Ok(());
-        };
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
+        match &self.store {
+            Some(s) => {
+                self.mark_dirty();
+                s.flush_blocking(Duration::from_secs(30))
+            }
+            None => Ok(()),
         }
-        let json = serde_json::to_vec_pretty(&*lock(&self.registry))?;
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
     }
 }
 

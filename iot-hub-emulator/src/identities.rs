@@ -78,10 +78,7 @@ impl Hub {
                 body.status_updated_time = Some("0001-01-01T00:00:00Z".into());
                 body.last_activity_time = Some("0001-01-01T00:00:00Z".into());
                 body.cloud_to_device_message_count = 0;
-                reg.devices.insert(
-                    id.to_owned(),
-                    DeviceRecord::new(body.clone(), TwinState::new(&now)),
-                );
+                reg.insert_device(id, DeviceRecord::new(body.clone(), TwinState::new(&now)));
                 body
             }
         };
@@ -124,7 +121,7 @@ impl Hub {
                 return Err(ApiError::precondition_failed());
             }
             let modules: Vec<String> = rec.modules.keys().cloned().collect();
-            reg.devices.remove(id);
+            reg.remove_device(id);
             drop(reg);
             for m in modules {
                 self.disconnect(id, Some(&m));

@@ -18,6 +18,7 @@ mod query;
 mod query_api;
 mod registry;
 mod seed;
+mod store;
 mod tls;
 mod twin_state;
 mod twins;
@@ -68,6 +69,13 @@ pub fn run_query(
     }
     Ok(rows)
 }
+
+/// What `--state` gives at start-up: the store, the registry, the persistent MQTT sessions.
+type StateParts = (
+    Option<Arc<store::Store>>,
+    Registry,
+    std::collections::HashMap<String, u8>,
+);
 
 /// Entry point: `Emulator::builder()…start().await`.
 #[derive(Debug)]
@@ -153,7 +161,10 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Keep the registry and twins in `DIR/registry.json`, written atomically.
+    /// Keep identities, policies, twins and persistent MQTT sessions in `DIR/state.db`
+    /// (SQLite, created 0600 in a 0700 directory). Every change is committed before it is
+    /// acknowledged. A `registry.json` from an earlier version is migrated on first start and
+    /// then ignored; a corrupt or newer state refuses to start and is left as it is.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self
@@ -202,16 +213,68 @@ impl EmulatorBuilder {
         self
     }
 
-    fn build_registry(&self, loopback: bool) -> Result<Registry, EmulatorError> {
-        let state_file = self.state_dir.as_ref().map(|d| d.join("registry.json"));
-        let mut reg = match &state_file {
-            Some(f) if f.exists() => {
-                let bytes = std::fs::read(f)?;
-                serde_json::from_slice::<Registry>(&bytes)
-                    .map_err(|e| EmulatorError::State(format!("{}: {e}", f.display())))?
-            }
-            _ => Registry::default(),
+    /// Opens `--state` (migrating a `registry.json` written by 0.1 on first use) and reads
+    /// the registry and the persistent MQTT sessions.
+    fn open_state(dir: &Path) -> Result<StateParts, EmulatorError> {
+        let legacy_file = dir.join("registry.json");
+        let legacy = if !dir.join(store::DB_FILE).exists() && legacy_file.exists() {
+            let bytes = std::fs::read(&legacy_file)?;
+            Some(serde_json::from_slice::<Registry>(&bytes).map_err(|e| {
+                EmulatorError::State(format!(
+                    "{}: {e}; the emulator refuses to start and left the file as it is",
+                    legacy_file.display()
+                ))
+            })?)
+        } else {
+            None
         };
+        let (store, mut loaded) = store::Store::open(dir)?;
+        let parsed = match legacy {
+            Some(mut reg) => {
+                tracing::info!(file = %legacy_file.display(), "migrating the state file into state.db");
+                reg.track_changes();
+                Ok((reg, Default::default()))
+            }
+            None => Registry::from_rows(&mut loaded).and_then(|mut reg| {
+                reg.track_changes_from_now();
+                let mut sessions = std::collections::HashMap::new();
+                for (client_id, v) in loaded.take(store::Kind::Session) {
+                    let subs = serde_json::from_slice(&v)
+                        .map_err(|e| (format!("session {client_id}"), e))?;
+                    sessions.insert(client_id, subs);
+                }
+                Ok((reg, sessions))
+            }),
+        };
+        match parsed {
+            Ok((registry, sessions)) => Ok((Some(store), registry, sessions)),
+            Err((what, e)) => {
+                store.close();
+                Err(EmulatorError::State(format!(
+                    "{}: {what} is unreadable ({e}); the emulator refuses to start and left the file as it is",
+                    dir.join(store::DB_FILE).display()
+                )))
+            }
+        }
+    }
+
+    fn build_registry(&self, loopback: bool) -> Result<StateParts, EmulatorError> {
+        let (store, mut reg, sessions) = match &self.state_dir {
+            Some(d) => Self::open_state(d)?,
+            None => (None, Registry::default(), Default::default()),
+        };
+        let result = self.complete_registry(&mut reg, loopback);
+        if let Err(e) = result {
+            if let Some(s) = &store {
+                s.close();
+            }
+            return Err(e);
+        }
+        Ok((store, reg, sessions))
+    }
+
+    /// Adds the default policies, the development device, the seed and the builder's devices.
+    fn complete_registry(&self, reg: &mut Registry, loopback: bool) -> Result<(), EmulatorError> {
         for rec in reg.devices.values_mut() {
             rec.device.connection_state = Default::default();
             for m in rec.modules.values_mut() {
@@ -228,7 +291,7 @@ impl EmulatorBuilder {
                 .map_err(|e| EmulatorError::Config(e.to_string()))?;
         }
         for (name, rights) in default_policies() {
-            let entry = reg.policies.entry(name.to_owned());
+            let entry = reg.policies_mut().entry(name.to_owned());
             let (primary, secondary) = match (&self.policy_key, loopback) {
                 (Some(k), _) => (k.clone(), generate_key()),
                 (None, true) => (
@@ -260,8 +323,8 @@ impl EmulatorBuilder {
             if !reg.devices.contains_key(id) {
                 let mut d = Device::new(id, Some(keys));
                 d.etag = Some(reg.next_etag());
-                reg.devices.insert(
-                    id.to_owned(),
+                reg.insert_device(
+                    id,
                     registry::DeviceRecord::new(d, twin_state::TwinState::new(&now)),
                 );
             }
@@ -275,17 +338,17 @@ impl EmulatorBuilder {
         } else {
             SymmetricKey::new(generate_key(), generate_key())
         };
-        add(&mut reg, dev_keys::DEV_DEVICE_ID, dev_keys)?;
+        add(reg, dev_keys::DEV_DEVICE_ID, dev_keys)?;
         if let Some(seed) = &self.seed_file {
             for (id, keys) in seed::read(seed)? {
-                add(&mut reg, &id, keys)?;
+                add(reg, &id, keys)?;
             }
         }
         for (id, key) in &self.devices {
             let key = key.clone().unwrap_or_else(generate_key);
-            add(&mut reg, id, SymmetricKey::new(key, generate_key()))?;
+            add(reg, id, SymmetricKey::new(key, generate_key()))?;
         }
-        Ok(reg)
+        Ok(())
     }
 
     /// Binds the listeners and starts serving.
@@ -294,14 +357,7 @@ impl EmulatorBuilder {
     /// Bind failures, unreadable state/seed/certificate files, or an invalid configuration.
     pub async fn start(self) -> Result<RunningEmulator, EmulatorError> {
         let loopback = self.bind.is_loopback();
-        let registry = self.build_registry(loopback)?;
-        let state_path = match &self.state_dir {
-            Some(d) => {
-                std::fs::create_dir_all(d)?;
-                Some(d.join("registry.json"))
-            }
-            None => None,
-        };
+        let (store, registry, sessions) = self.build_registry(loopback)?;
         let tls = tls::load_or_generate(
             self.cert_dir.as_deref(),
             std::slice::from_ref(&self.host_name),
@@ -313,14 +369,18 @@ impl EmulatorBuilder {
                 host_name: self.host_name.clone(),
                 token_grace: self.token_grace,
                 telemetry_capacity: self.telemetry_capacity,
-                state_path,
                 refuse_well_known: !loopback,
             },
             registry,
+            store,
+            sessions,
         ));
         hub.faults.apply(&self.faults);
-        hub.mark_dirty();
-        hub.flush()?;
+        // What start-up added (policies, seed, migration) is stored before anyone is answered.
+        if let Err(e) = hub.flush() {
+            hub.close_store();
+            return Err(e.into());
+        }
         let mqtt_listener = TcpListener::bind((self.bind, self.mqtt_port)).await?;
         let https_listener = TcpListener::bind((self.bind, self.https_port)).await?;
         let plain_listener = match self.plain_mqtt_port {
@@ -349,7 +409,6 @@ impl EmulatorBuilder {
                     shutdown: shutdown_rx.clone(),
                 },
             )),
-            tokio::spawn(flush_loop(hub.clone(), shutdown_rx.clone())),
             tokio::spawn(jobs::scheduler(hub.clone(), shutdown_rx.clone())),
             tokio::spawn(drop_all_loop(hub.clone(), shutdown_rx.clone())),
         ];
@@ -391,18 +450,6 @@ async fn drop_all_loop(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
             }
             Some(_) => {}
             None => last = tokio::time::Instant::now(),
-        }
-    }
-}
-
-async fn flush_loop(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = hub.flush() {
-            tracing::warn!(error = %e, "could not write the state file");
         }
     }
 }
@@ -660,24 +707,29 @@ impl RunningEmulator {
         self.hub.faults.fired()
     }
 
-    /// Writes `--state` now if anything changed.
+    /// Waits (at most 30 s) until every change is committed to `--state`. Changes are
+    /// committed before they are acknowledged anyway; this is for changes made through
+    /// this handle's own methods.
     ///
     /// # Errors
-    /// The file could not be written.
+    /// The state could not be written in time (the changes stay pending and are retried).
     pub fn flush(&self) -> Result<(), EmulatorError> {
         self.hub.flush().map_err(EmulatorError::Io)
     }
 
-    /// Stops listening, closes connections, waits for the tasks and flushes `--state`.
+    /// Stops listening, closes connections, waits for the tasks, commits what is pending
+    /// to `--state` and closes it.
     ///
     /// # Errors
-    /// The state file could not be written.
+    /// The state could not be written.
     pub async fn shutdown(mut self) -> Result<(), EmulatorError> {
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        self.flush()
+        let r = self.flush();
+        self.hub.close_store();
+        r
     }
 }
 
@@ -688,5 +740,6 @@ impl Drop for RunningEmulator {
             t.abort();
         }
         let _ = self.hub.flush();
+        self.hub.close_store();
     }
 }

@@ -23,7 +23,8 @@ struct Args {
     /// Also serve MQTT without TLS on this port (for debugging with plain MQTT tools).
     #[arg(long)]
     plain_mqtt_port: Option<u16>,
-    /// Keep the registry and twins in DIR/registry.json across restarts.
+    /// Keep identities, twins and persistent MQTT sessions in DIR/state.db (SQLite) across
+    /// restarts; every acknowledged change is committed before it is acknowledged.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
     /// JSON file of devices to pre-register: {"devices":[{"deviceId":"…","primaryKey":"…"}]}.

@@ -7,7 +7,7 @@ use iot_common::Secret;
 use iot_common::registry::{Device, Module, SymmetricKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
 /// Permissions of a shared access policy.
@@ -99,12 +99,38 @@ pub(crate) struct Registry {
     pub(crate) policies: BTreeMap<String, Policy>,
     #[serde(default)]
     etag_seq: u64,
+    /// Changes not yet handed to the store (only tracked with `--state`).
+    #[serde(skip)]
+    changes: Changes,
+}
+
+/// What changed since the last hand-over to the store.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub(crate) tracked: bool,
+    pub(crate) devices: BTreeSet<String>,
+    pub(crate) policies: bool,
+    pub(crate) etag_seq: bool,
 }
 
 impl Registry {
     /// A device record for changing: its cached twin documents (device and modules) are
     /// dropped first. Every mutation of a record goes through here.
     pub(crate) fn record_mut(&mut self, id: &str) -> Option<&mut DeviceRecord> {
+        let rec = self.devices.get_mut(id)?;
+        if self.changes.tracked {
+            self.changes.devices.insert(id.to_owned());
+        }
+        rec.doc = CachedDoc::new();
+        for m in rec.modules.values_mut() {
+            m.doc = CachedDoc::new();
+        }
+        Some(rec)
+    }
+
+    /// Like [`Self::record_mut`] for fields that are not persisted (connection state, last
+    /// activity): the change is not handed to the store.
+    pub(crate) fn record_mut_volatile(&mut self, id: &str) -> Option<&mut DeviceRecord> {
         let rec = self.devices.get_mut(id)?;
         rec.doc = CachedDoc::new();
         for m in rec.modules.values_mut() {
@@ -113,8 +139,97 @@ impl Registry {
         Some(rec)
     }
 
+    /// Adds (or replaces) a device record.
+    pub(crate) fn insert_device(&mut self, id: &str, rec: DeviceRecord) {
+        if self.changes.tracked {
+            self.changes.devices.insert(id.to_owned());
+        }
+        self.devices.insert(id.to_owned(), rec);
+    }
+
+    /// Removes a device record.
+    pub(crate) fn remove_device(&mut self, id: &str) -> Option<DeviceRecord> {
+        if self.changes.tracked {
+            self.changes.devices.insert(id.to_owned());
+        }
+        self.devices.remove(id)
+    }
+
+    /// The policies, for changing.
+    pub(crate) fn policies_mut(&mut self) -> &mut BTreeMap<String, Policy> {
+        self.changes.policies = self.changes.tracked;
+        &mut self.policies
+    }
+
+    /// Starts recording changes for the store; everything counts as changed.
+    pub(crate) fn track_changes(&mut self) {
+        self.changes = Changes {
+            tracked: true,
+            devices: self.devices.keys().cloned().collect(),
+            policies: true,
+            etag_seq: true,
+        };
+    }
+
+    /// Starts recording changes for the store, with nothing changed yet.
+    pub(crate) fn track_changes_from_now(&mut self) {
+        self.changes = Changes {
+            tracked: true,
+            ..Changes::default()
+        };
+    }
+
+    /// The changes since the last call, as store rows.
+    pub(crate) fn take_changes(&mut self) -> Vec<crate::store::Write> {
+        use crate::store::Kind;
+        let changes = std::mem::take(&mut self.changes.devices);
+        let mut out = Vec::with_capacity(changes.len() + 2);
+        for id in changes {
+            let value = self
+                .devices
+                .get(&id)
+                .and_then(|rec| serde_json::to_vec(rec).ok());
+            out.push(((Kind::Device, id), value));
+        }
+        if std::mem::take(&mut self.changes.policies) {
+            for (name, p) in &self.policies {
+                out.push(((Kind::Policy, name.clone()), serde_json::to_vec(p).ok()));
+            }
+        }
+        if std::mem::take(&mut self.changes.etag_seq) {
+            out.push((
+                (Kind::Meta, "etagSeq".to_owned()),
+                Some(self.etag_seq.to_string().into_bytes()),
+            ));
+        }
+        out
+    }
+
+    /// A registry from the store's rows.
+    pub(crate) fn from_rows(
+        loaded: &mut crate::store::Loaded,
+    ) -> Result<Self, (String, serde_json::Error)> {
+        use crate::store::Kind;
+        let mut reg = Self::default();
+        for (id, v) in loaded.take(Kind::Device) {
+            let rec = serde_json::from_slice(&v).map_err(|e| (format!("device {id}"), e))?;
+            reg.devices.insert(id, rec);
+        }
+        for (name, v) in loaded.take(Kind::Policy) {
+            let p = serde_json::from_slice(&v).map_err(|e| (format!("policy {name}"), e))?;
+            reg.policies.insert(name, p);
+        }
+        for (k, v) in loaded.take(Kind::Meta) {
+            if k == "etagSeq" {
+                reg.etag_seq = serde_json::from_slice(&v).map_err(|e| (k, e))?;
+            }
+        }
+        Ok(reg)
+    }
+
     /// A fresh identity etag: base64 of a decimal counter, like the real hub's.
     pub(crate) fn next_etag(&mut self) -> String {
+        self.changes.etag_seq = self.changes.tracked;
         self.etag_seq += 1;
         base64::engine::general_purpose::STANDARD.encode(self.etag_seq.to_string())
     }

@@ -61,10 +61,25 @@ pub(crate) fn load_or_generate(
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join(CA_FILE), &material.ca_pem)?;
         std::fs::write(dir.join(CERT_FILE), &material.cert_pem)?;
-        std::fs::write(dir.join(KEY_FILE), &material.key_pem)?;
+        write_private(&dir.join(KEY_FILE), material.key_pem.as_bytes())?;
         material.ca_path = Some(dir.join(CA_FILE));
     }
     Ok(material)
+}
+
+/// Writes a file that only its owner may read (the server's private key).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path)?;
+    // A file left by an older version keeps its mode on open: tighten it too.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 fn generate(names: &[String]) -> Result<TlsMaterial, EmulatorError> {

@@ -85,6 +85,10 @@ pub(crate) fn router(state: AppState) -> Router {
             rest_faults,
         ))
         .merge(emulator_api::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_answers,
+        ))
         .with_state(state)
 }
 
@@ -122,6 +126,28 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: TlsAcceptor, state: 
                 _ = conn_shutdown.changed() => {}
             }
         });
+    }
+}
+
+/// A successful answer to a request that may have changed something goes out only once
+/// the change is committed to `--state`: what a client was told succeeded survives a crash.
+async fn durable_answers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let reads_only = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if reads_only || !response.status().is_success() {
+        return response;
+    }
+    match state.hub.wait_durable(state.hub.durable_seq()).await {
+        Ok(()) => response,
+        Err(e) => e.into_response(),
     }
 }
 

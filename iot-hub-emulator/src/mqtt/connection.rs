@@ -41,6 +41,10 @@ struct Connection {
     out: BytesMut,
     next_pkid: u16,
     c2d_in_flight: HashMap<u16, C2dMessage>,
+    /// `clean_session=false`: subscriptions outlive the connection (and a restart).
+    persistent: bool,
+    /// Something in `out` acknowledges a change that must be committed before it is sent.
+    must_commit: bool,
 }
 
 /// Reads one packet; `Err(None)` when the connection closed, `Err(Some(_))` when the bytes
@@ -132,6 +136,8 @@ where
     let mut conn = Connection {
         hub: hub.clone(),
         session: session.clone(),
+        persistent: !connect.clean_session,
+        must_commit: false,
         out,
         next_pkid: 0,
         c2d_in_flight: HashMap::new(),
@@ -167,7 +173,14 @@ where
             break 'conn flow;
         }
         if !conn.out.is_empty() {
+            // A twin 204 or a SUBACK says a change is kept: it goes out once committed.
+            let commit = std::mem::take(&mut conn.must_commit).then(|| hub.durable_seq());
             let write = tokio::time::timeout(crate::limits::MQTT_WRITE_TIMEOUT, async {
+                if let Some(seq) = commit {
+                    hub.wait_durable(seq)
+                        .await
+                        .map_err(|e| std::io::Error::other(e.message))?;
+                }
                 wr.write_all(&conn.out).await?;
                 wr.flush().await
             });
@@ -340,6 +353,10 @@ impl Connection {
                     };
                     codes.push(code);
                 }
+                if self.persistent {
+                    self.hub.save_subscriptions(&self.session);
+                    self.must_commit = true;
+                }
                 self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
                 self.hub.session_changed.notify_waiters();
                 self.pull_c2d();
@@ -352,6 +369,10 @@ impl Connection {
                         let bit = sub_bit(kind);
                         self.session.subs.fetch_and(!bit, Ordering::AcqRel);
                     }
+                }
+                if self.persistent {
+                    self.hub.save_subscriptions(&self.session);
+                    self.must_commit = true;
                 }
                 self.write(Packet::UnsubAck(UnsubAck::new(u.pkid)));
                 Flow::Continue
@@ -441,7 +462,10 @@ impl Connection {
                             .patch_reported(&device_id, module_id.as_deref(), &patch)
                     });
                 match result {
-                    Ok(version) => self.twin_reply(204, &rid, Some(version), Bytes::new()),
+                    Ok(version) => {
+                        self.must_commit = true;
+                        self.twin_reply(204, &rid, Some(version), Bytes::new());
+                    }
                     Err(e) => {
                         let status = if e.code.http_status() == 413 {
                             413

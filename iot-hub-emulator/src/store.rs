@@ -1,0 +1,417 @@
+//! The durable store behind `--state DIR`: one SQLite database (`state.db`, WAL journal,
+//! `synchronous=FULL`) written by one thread that commits every pending change in one
+//! transaction. Callers learn the sequence number of their change and wait for it to be
+//! committed before they answer their client, so nothing acknowledged is lost on `kill -9`
+//! and the cost of an fsync is shared by everyone who wrote meanwhile (group commit).
+//!
+//! Rows are `(kind, key) -> JSON`: one per device record (with its modules and twins), per
+//! policy, per persistent MQTT session, plus a few counters. A change rewrites only its row.
+
+use crate::error::EmulatorError;
+use rusqlite::{Connection, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The file inside the state directory.
+pub(crate) const DB_FILE: &str = "state.db";
+/// The schema this version writes (`PRAGMA user_version`). A state written by version `n`
+/// opens in every later version; a newer one is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// How long a caller waits for its change to be committed before it is told the hub is
+/// unavailable (the change stays pending and is retried).
+pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The first pause after a failed commit; it doubles up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// At shutdown a failing commit is retried this many times before the pending changes are
+/// reported lost.
+const SHUTDOWN_RETRIES: u32 = 10;
+
+/// What a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Kind {
+    /// Counters (`etagSeq`).
+    Meta,
+    /// A shared access policy.
+    Policy,
+    /// A device record: identity, twin, modules and their twins.
+    Device,
+    /// The subscriptions of a `clean_session=false` MQTT client.
+    Session,
+}
+
+impl Kind {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Meta => "meta",
+            Self::Policy => "policy",
+            Self::Device => "device",
+            Self::Session => "session",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Meta, Self::Policy, Self::Device, Self::Session]
+            .into_iter()
+            .find(|k| k.name() == s)
+    }
+}
+
+/// One change: the new JSON of a row, or `None` to delete it.
+pub(crate) type Write = ((Kind, String), Option<Vec<u8>>);
+
+/// The rows read at start-up, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) rows: BTreeMap<Kind, Vec<(String, Vec<u8>)>>,
+    /// `true` when the database was created by this start.
+    pub(crate) fresh: bool,
+}
+
+impl Loaded {
+    pub(crate) fn take(&mut self, kind: Kind) -> Vec<(String, Vec<u8>)> {
+        self.rows.remove(&kind).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Newest value per row: a row written twice before a commit is written once.
+    writes: BTreeMap<(Kind, String), Option<Vec<u8>>>,
+    /// The sequence number of the newest change in `writes`.
+    seq: u64,
+    closing: bool,
+}
+
+/// Where commits stand, as the waiters see it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Committed {
+    pub(crate) seq: u64,
+    /// The last commit error, until a commit succeeds.
+    pub(crate) error: Option<String>,
+}
+
+/// The store: a queue of pending changes and the thread that commits them.
+#[derive(Debug)]
+pub(crate) struct Store {
+    path: PathBuf,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    committed: watch::Sender<Committed>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Fault seam: the next N commits fail as a full disk would.
+    fail_commits: OnceLock<Arc<AtomicU32>>,
+}
+
+fn state_error(path: &Path, what: impl std::fmt::Display) -> EmulatorError {
+    EmulatorError::State(format!(
+        "{}: {what}; the emulator refuses to start and left the file as it is",
+        path.display()
+    ))
+}
+
+/// Creates `dir` (and missing parents) readable by the owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates a new file readable and writable by the owner only; fails if it exists.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+fn sql_err(e: rusqlite::Error) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl Store {
+    /// Opens (or creates) `DIR/state.db` and reads every row. A file that is not a state
+    /// database, or one written by a newer schema, is refused without being changed.
+    pub(crate) fn open(dir: &Path) -> Result<(Arc<Self>, Loaded), EmulatorError> {
+        create_private_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let fresh = !path.exists();
+        if fresh {
+            // SQLite gives its -wal and -shm files the mode of the database file.
+            create_private_file(&path)?;
+        } else {
+            check_header(&path)?;
+        }
+        let conn = Connection::open(&path).map_err(|e| state_error(&path, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| state_error(&path, e))?;
+        let mut loaded = Loaded {
+            fresh,
+            ..Loaded::default()
+        };
+        match version {
+            0 if fresh || is_empty(&conn) => {
+                conn.execute_batch(
+                    "PRAGMA journal_mode=WAL;
+                     BEGIN;
+                     CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL,
+                         value BLOB NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
+                     PRAGMA user_version = 1;
+                     COMMIT;",
+                )
+                .map_err(|e| state_error(&path, e))?;
+                loaded.fresh = true;
+            }
+            SCHEMA_VERSION => {
+                read_rows(&conn, &mut loaded).map_err(|e| state_error(&path, e))?;
+                conn.execute_batch("PRAGMA journal_mode=WAL;")
+                    .map_err(|e| state_error(&path, e))?;
+            }
+            v => {
+                return Err(state_error(
+                    &path,
+                    format!(
+                        "schema version {v} is not one this emulator knows (it writes {SCHEMA_VERSION}); \
+                         it was written by another version"
+                    ),
+                ));
+            }
+        }
+        // FULL: the WAL is synced on every commit, so an acknowledged change survives a
+        // power cut as well as a killed process; group commit keeps this affordable.
+        conn.execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(|e| state_error(&path, e))?;
+        let store = Arc::new(Self {
+            path,
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+            committed: watch::Sender::new(Committed::default()),
+            writer: Mutex::new(None),
+            fail_commits: OnceLock::new(),
+        });
+        let writer = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("state-writer".into())
+                .spawn(move || store.run(conn))?
+        };
+        *crate::hub::lock(&store.writer) = Some(writer);
+        Ok((store, loaded))
+    }
+
+    /// Lets the fault settings make commits fail.
+    pub(crate) fn attach_fault(&self, counter: Arc<AtomicU32>) {
+        let _ = self.fail_commits.set(counter);
+    }
+
+    /// Queues changes; returns the sequence number to wait for. Call it while holding the
+    /// lock that ordered the changes, so rows are committed in the order they were made.
+    pub(crate) fn enqueue(&self, writes: impl IntoIterator<Item = Write>) -> u64 {
+        let mut p = crate::hub::lock(&self.pending);
+        let before = p.writes.len();
+        let mut any = false;
+        for (k, v) in writes {
+            p.writes.insert(k, v);
+            any = true;
+        }
+        if any {
+            p.seq += 1;
+            if before == 0 {
+                self.wake.notify_one();
+            }
+        }
+        p.seq
+    }
+
+    /// The sequence number of the newest queued change.
+    pub(crate) fn last_seq(&self) -> u64 {
+        crate::hub::lock(&self.pending).seq
+    }
+
+    /// Waits until every change up to `seq` is committed, at most [`COMMIT_TIMEOUT`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the change stays queued and is committed regardless.
+    pub(crate) async fn wait(&self, seq: u64) -> Result<(), String> {
+        let mut rx = self.committed.subscribe();
+        let outcome = tokio::time::timeout(COMMIT_TIMEOUT, rx.wait_for(|c| c.seq >= seq))
+            .await
+            .map(|r| r.is_ok());
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the state writer stopped".into()),
+            Err(_) => Err(rx
+                .borrow()
+                .error
+                .clone()
+                .unwrap_or_else(|| "the state write timed out".into())),
+        }
+    }
+
+    /// Blocks until everything queued so far is committed, at most `timeout`.
+    pub(crate) fn flush_blocking(&self, timeout: Duration) -> std::io::Result<()> {
+        let target = self.last_seq();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let c = self.committed.borrow().clone();
+            if c.seq >= target {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(std::io::Error::other(format!(
+                    "{}: {}",
+                    self.path.display(),
+                    c.error.unwrap_or_else(|| "state write timed out".into())
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Commits what is pending, stops the writer and waits for it.
+    pub(crate) fn close(&self) {
+        crate::hub::lock(&self.pending).closing = true;
+        self.wake.notify_one();
+        if let Some(h) = crate::hub::lock(&self.writer).take()
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
+    }
+
+    fn run(&self, mut conn: Connection) {
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut failures_at_close = 0;
+        loop {
+            let (batch, seq, closing) = {
+                let mut p = crate::hub::lock(&self.pending);
+                while p.writes.is_empty() && !p.closing {
+                    p = self
+                        .wake
+                        .wait(p)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if p.writes.is_empty() {
+                    return;
+                }
+                (std::mem::take(&mut p.writes), p.seq, p.closing)
+            };
+            match self.commit(&mut conn, &batch) {
+                Ok(()) => {
+                    pause = FIRST_RETRY_PAUSE;
+                    self.committed.send_modify(|c| {
+                        c.seq = seq;
+                        c.error = None;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, rows = batch.len(), "could not commit the state; retrying");
+                    self.committed
+                        .send_modify(|c| c.error = Some(format!("state write failed: {e}")));
+                    {
+                        // Changes made since were taken later, so they win.
+                        let mut p = crate::hub::lock(&self.pending);
+                        for (k, v) in batch {
+                            p.writes.entry(k).or_insert(v);
+                        }
+                        if closing {
+                            failures_at_close += 1;
+                            if failures_at_close > SHUTDOWN_RETRIES {
+                                tracing::error!(
+                                    rows = p.writes.len(),
+                                    "state changes could not be written before shutdown"
+                                );
+                                return;
+                            }
+                        }
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+            }
+        }
+    }
+
+    fn commit(
+        &self,
+        conn: &mut Connection,
+        batch: &BTreeMap<(Kind, String), Option<Vec<u8>>>,
+    ) -> std::io::Result<()> {
+        if let Some(c) = self.fail_commits.get()
+            && c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(std::io::Error::other("injected state write failure"));
+        }
+        let tx = conn.transaction().map_err(sql_err)?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql_err)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")
+                .map_err(sql_err)?;
+            for ((kind, key), value) in batch {
+                match value {
+                    Some(v) => put.execute(params![kind.name(), key, v]),
+                    None => del.execute(params![kind.name(), key]),
+                }
+                .map_err(sql_err)?;
+            }
+        }
+        tx.commit().map_err(sql_err)
+    }
+}
+
+/// Refuses a file that is not an SQLite database before SQLite may touch it.
+fn check_header(path: &Path) -> Result<(), EmulatorError> {
+    use std::io::Read as _;
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)?.read(&mut head)?;
+    if n == 0 || head == *b"SQLite format 3\0" {
+        Ok(())
+    } else {
+        Err(state_error(path, "not an emulator state database"))
+    }
+}
+
+fn is_empty(conn: &Connection) -> bool {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .is_ok_and(|n| n == 0)
+}
+
+fn read_rows(conn: &Connection, loaded: &mut Loaded) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT kind, key, value FROM records")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (kind, key, value) = row?;
+        match Kind::parse(&kind) {
+            Some(k) => loaded.rows.entry(k).or_default().push((key, value)),
+            // A later version's kind: refuse rather than drop it on the next write.
+            None => {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "unknown record kind {kind:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
