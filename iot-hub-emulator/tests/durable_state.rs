@@ -1,0 +1,319 @@
+//! `--state` keeps everything that was acknowledged: the emulator binary runs as a child
+//! process, is killed with SIGKILL in the middle of a burst of writes, restarted on the same
+//! directory, and every write that was answered 2xx must be there.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use iot_common::{SasToken, Secret};
+use iot_hub_emulator::dev_keys;
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const API: &str = "api-version=2021-04-12";
+
+/// A scratch directory removed at the end of the test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("iot-emu-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The emulator binary running as a child process.
+struct Emu {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    auth: String,
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(state: &Path, certs: &Path) -> Emu {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iot-hub-emulator"))
+        .args(["--mqtt-port", "0", "--https-port", "0", "--state"])
+        .arg(state)
+        .arg("--cert-dir")
+        .arg(certs)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Read (and keep draining) stdout so the child never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(addr) = line.trim().strip_prefix("HTTPS + MQTT/WSS:") {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the emulator did not start");
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject as _;
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let far = iot_common_now() + 3600;
+    let auth = SasToken::for_service(
+        "localhost",
+        "iothubowner",
+        &Secret::new(dev_keys::DEV_POLICY_PRIMARY_KEY),
+        far,
+    )
+    .unwrap()
+    .as_secret()
+    .expose()
+    .to_owned();
+    Emu {
+        child,
+        base: format!("https://localhost:{port}"),
+        http,
+        auth,
+    }
+}
+
+fn iot_common_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Emu {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), reqwest::Error> {
+        let mut rq = self
+            .http
+            .request(method, format!("{}{path}?{API}", self.base))
+            .header("Authorization", &self.auth);
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        let r = rq.send().await?;
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, body))
+    }
+
+    fn kill9(mut self) {
+        // std's kill is SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// What the hub acknowledged: created devices, and the last acknowledged tag of each.
+#[derive(Default)]
+struct Acked {
+    created: Vec<String>,
+    tags: BTreeMap<String, u64>,
+}
+
+/// One writer: creates its devices and patches their twins until the hub stops answering.
+async fn writer(emu: Arc<Emu>, name: String, acked_total: Arc<AtomicUsize>) -> Acked {
+    let mut acked = Acked::default();
+    for i in 0..100_000u64 {
+        let id = format!("{name}-{i}");
+        let created = emu
+            .send(
+                reqwest::Method::PUT,
+                &format!("/devices/{id}"),
+                Some(serde_json::json!({ "deviceId": id })),
+            )
+            .await;
+        match created {
+            Ok((200, _)) => acked.created.push(id.clone()),
+            _ => return acked,
+        }
+        acked_total.fetch_add(1, Ordering::Relaxed);
+        for v in 1..=2 {
+            let patched = emu
+                .send(
+                    reqwest::Method::PATCH,
+                    &format!("/twins/{id}"),
+                    Some(serde_json::json!({ "tags": { "v": v } })),
+                )
+                .await;
+            match patched {
+                Ok((200, _)) => {
+                    acked.tags.insert(id.clone(), v);
+                }
+                _ => return acked,
+            }
+            acked_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    acked
+}
+
+/// Checks every acknowledged write; returns how many were lost.
+async fn lost(emu: &Emu, acked: &Acked) -> usize {
+    let mut lost = 0;
+    for id in &acked.created {
+        let (status, _) = emu
+            .send(reqwest::Method::GET, &format!("/devices/{id}"), None)
+            .await
+            .unwrap();
+        if status != 200 {
+            eprintln!("lost device {id}: {status}");
+            lost += 1;
+        }
+    }
+    for (id, v) in &acked.tags {
+        let (_, twin) = emu
+            .send(reqwest::Method::GET, &format!("/twins/{id}"), None)
+            .await
+            .unwrap();
+        // A later patch may have been committed without its answer arriving: at least `v`.
+        if twin["tags"]["v"].as_u64().is_none_or(|got| got < *v) {
+            eprintln!("lost tag of {id}: want {v}, got {}", twin["tags"]["v"]);
+            lost += 1;
+        }
+    }
+    lost
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_burst_loses_no_acknowledged_write() {
+    let state = TempDir::new("kill9-state");
+    let certs = TempDir::new("kill9-certs");
+    let mut all = Acked::default();
+    let mut total = 0;
+    for round in 0..3 {
+        let emu = Arc::new(start(&state.0, &certs.0));
+        // What earlier rounds were told is still there after the restart.
+        assert_eq!(
+            lost(&emu, &all).await,
+            0,
+            "round {round}: lost after restart"
+        );
+        let acked_now = Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                tokio::spawn(writer(
+                    emu.clone(),
+                    format!("r{round}w{w}"),
+                    acked_now.clone(),
+                ))
+            })
+            .collect();
+        // Kill once the burst is well under way (bounded: at most 60 s).
+        for _ in 0..600 {
+            if acked_now.load(Ordering::Relaxed) >= 400 + 100 * round {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The writers hold clones of the handle: kill through its pid.
+        kill_shared(&emu);
+        for w in writers {
+            let a = w.await.unwrap();
+            total += a.created.len() + a.tags.len();
+            all.created.extend(a.created);
+            all.tags.extend(a.tags);
+        }
+        drop(emu);
+    }
+    let emu = start(&state.0, &certs.0);
+    assert!(total > 1000, "only {total} writes were acknowledged");
+    assert_eq!(lost(&emu, &all).await, 0, "acknowledged writes lost");
+    eprintln!("{total} acknowledged writes over 3 kill -9 rounds, 0 lost");
+}
+
+/// SIGKILLs the child behind a shared handle (the writers still hold theirs).
+fn kill_shared(emu: &Emu) {
+    let pid = emu.child.id();
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_state_write_is_retried_and_nothing_is_lost() {
+    let state = TempDir::new("failwrite-state");
+    let certs = TempDir::new("failwrite-certs");
+    let emu = start(&state.0, &certs.0);
+    let (status, _) = emu
+        .send(
+            reqwest::Method::POST,
+            "/emulator/faults",
+            Some(serde_json::json!({ "failStateWrites": 3 })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut acked = Acked::default();
+    for i in 0..5 {
+        let id = format!("fw-{i}");
+        let (status, _) = emu
+            .send(
+                reqwest::Method::PUT,
+                &format!("/devices/{id}"),
+                Some(serde_json::json!({ "deviceId": id })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "create {id}");
+        acked.created.push(id.clone());
+        let (status, _) = emu
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/twins/{id}"),
+                Some(serde_json::json!({ "tags": { "v": 1 } })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "patch {id}");
+        acked.tags.insert(id, 1);
+    }
+    emu.kill9();
+    let emu = start(&state.0, &certs.0);
+    assert_eq!(lost(&emu, &acked).await, 0);
+}
