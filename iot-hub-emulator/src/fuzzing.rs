@@ -57,6 +57,7 @@ impl Harness {
             reg,
             None,
             Default::default(),
+            Default::default(),
         ));
         let far = crate::hub::unix_now() + 3600;
         let token = SasToken::for_service(

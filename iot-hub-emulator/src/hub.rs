@@ -98,6 +98,56 @@ fn serialize_props<S: serde::Serializer>(p: &MessageProperties, s: S) -> Result<
 pub(crate) struct C2dMessage {
     pub(crate) properties: MessageProperties,
     pub(crate) body: Bytes,
+    /// The hub's number for it (its row in `--state`); assigned when queued.
+    pub(crate) id: u64,
+}
+
+/// A cloud-to-device message as `--state` keeps it.
+#[derive(Serialize, serde::Deserialize)]
+struct StoredC2d {
+    properties: String,
+    body: String,
+}
+
+impl C2dMessage {
+    fn store_key(device_id: &str, id: u64) -> (crate::store::Kind, String) {
+        // Device ids cannot contain '/'; the zero-padded number keeps rows in queue order.
+        (crate::store::Kind::C2d, format!("{device_id}/{id:020}"))
+    }
+
+    fn to_row(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        serde_json::to_vec(&StoredC2d {
+            properties: self.properties.encode(),
+            body: base64::engine::general_purpose::STANDARD.encode(&self.body),
+        })
+        .ok()
+    }
+
+    /// Pending messages from the store's rows, queued per device in order.
+    pub(crate) fn from_rows(
+        rows: Vec<(String, Vec<u8>)>,
+    ) -> Result<HashMap<String, VecDeque<Self>>, String> {
+        use base64::Engine as _;
+        let mut queues: HashMap<String, VecDeque<Self>> = HashMap::new();
+        for (key, value) in rows {
+            let parsed = key.rsplit_once('/').and_then(|(device, id)| {
+                let stored: StoredC2d = serde_json::from_slice(&value).ok()?;
+                let msg = Self {
+                    properties: MessageProperties::decode(&stored.properties).ok()?,
+                    body: base64::engine::general_purpose::STANDARD
+                        .decode(stored.body)
+                        .ok()?
+                        .into(),
+                    id: id.parse().ok()?,
+                };
+                Some((device.to_owned(), msg))
+            });
+            let (device, msg) = parsed.ok_or_else(|| format!("cloud-to-device message {key}"))?;
+            queues.entry(device).or_default().push_back(msg);
+        }
+        Ok(queues)
+    }
 }
 
 /// What a connection task is asked to do.
@@ -151,6 +201,7 @@ pub(crate) struct Hub {
     persistent_subs: Mutex<HashMap<String, u8>>,
     telemetry: Mutex<VecDeque<TelemetryRecord>>,
     c2d: Mutex<HashMap<String, VecDeque<C2dMessage>>>,
+    next_c2d: AtomicU64,
     next_rid: AtomicU64,
     next_conn: AtomicU64,
     /// The durable store (`--state`); `None` keeps everything in memory.
@@ -166,7 +217,9 @@ impl Hub {
         registry: Registry,
         store: Option<Arc<crate::store::Store>>,
         persistent_subs: HashMap<String, u8>,
+        c2d: HashMap<String, VecDeque<C2dMessage>>,
     ) -> Self {
+        let next_c2d = c2d.values().flatten().map(|m| m.id).max().unwrap_or(0) + 1;
         let faults = crate::faults::FaultState::default();
         if let Some(s) = &store {
             s.attach_fault(faults.state_write_failures());
@@ -177,7 +230,8 @@ impl Hub {
             sessions: Mutex::default(),
             persistent_subs: Mutex::new(persistent_subs),
             telemetry: Mutex::default(),
-            c2d: Mutex::default(),
+            c2d: Mutex::new(c2d),
+            next_c2d: AtomicU64::new(next_c2d),
             next_rid: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             store,
@@ -277,7 +331,16 @@ impl Hub {
             }
         };
         if clean_session {
-            lock(&self.c2d).remove(device_id);
+            let mut c2d = lock(&self.c2d);
+            if let Some(dropped) = c2d.remove(device_id)
+                && let Some(store) = &self.store
+            {
+                store.enqueue(
+                    dropped
+                        .iter()
+                        .map(|m| (C2dMessage::store_key(device_id, m.id), None)),
+                );
+            }
         }
         let handle = Arc::new(SessionHandle {
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
@@ -430,7 +493,7 @@ impl Hub {
     }
 
     /// Queues a cloud-to-device message (at most 50 pending per device).
-    pub(crate) fn enqueue_c2d(&self, device_id: &str, msg: C2dMessage) -> Result<(), ApiError> {
+    pub(crate) fn enqueue_c2d(&self, device_id: &str, mut msg: C2dMessage) -> Result<(), ApiError> {
         if !lock(&self.registry).devices.contains_key(device_id) {
             return Err(ApiError::device_not_found(device_id));
         }
@@ -443,12 +506,23 @@ impl Hub {
                     "The device already has 50 pending cloud-to-device messages.",
                 ));
             }
+            msg.id = self.next_c2d.fetch_add(1, Ordering::Relaxed);
+            if let Some(store) = &self.store {
+                store.enqueue([(C2dMessage::store_key(device_id, msg.id), msg.to_row())]);
+            }
             queue.push_back(msg);
         }
         if let Some(s) = self.session(device_id, None) {
             let _ = s.tx.try_send(Outbound::C2dAvailable);
         }
         Ok(())
+    }
+
+    /// The device acknowledged (completed) a message: it is gone for good.
+    pub(crate) fn c2d_completed(&self, device_id: &str, msg: &C2dMessage) {
+        if let Some(store) = &self.store {
+            store.enqueue([(C2dMessage::store_key(device_id, msg.id), None)]);
+        }
     }
 
     pub(crate) fn pop_c2d(&self, device_id: &str) -> Option<C2dMessage> {

@@ -75,6 +75,7 @@ type StateParts = (
     Option<Arc<store::Store>>,
     Registry,
     std::collections::HashMap<String, u8>,
+    std::collections::HashMap<String, std::collections::VecDeque<hub::C2dMessage>>,
 );
 
 /// Entry point: `Emulator::builder()…start().await`.
@@ -233,25 +234,28 @@ impl EmulatorBuilder {
             Some(mut reg) => {
                 tracing::info!(file = %legacy_file.display(), "migrating the state file into state.db");
                 reg.track_changes();
-                Ok((reg, Default::default()))
+                Ok((reg, Default::default(), Default::default()))
             }
-            None => Registry::from_rows(&mut loaded).and_then(|mut reg| {
-                reg.track_changes_from_now();
-                let mut sessions = std::collections::HashMap::new();
-                for (client_id, v) in loaded.take(store::Kind::Session) {
-                    let subs = serde_json::from_slice(&v)
-                        .map_err(|e| (format!("session {client_id}"), e))?;
-                    sessions.insert(client_id, subs);
-                }
-                Ok((reg, sessions))
-            }),
+            None => Registry::from_rows(&mut loaded)
+                .map_err(|(what, e)| format!("{what} ({e})"))
+                .and_then(|mut reg| {
+                    reg.track_changes_from_now();
+                    let mut sessions = std::collections::HashMap::new();
+                    for (client_id, v) in loaded.take(store::Kind::Session) {
+                        let subs = serde_json::from_slice(&v)
+                            .map_err(|e| format!("session {client_id} ({e})"))?;
+                        sessions.insert(client_id, subs);
+                    }
+                    let c2d = hub::C2dMessage::from_rows(loaded.take(store::Kind::C2d))?;
+                    Ok((reg, sessions, c2d))
+                }),
         };
         match parsed {
-            Ok((registry, sessions)) => Ok((Some(store), registry, sessions)),
-            Err((what, e)) => {
+            Ok((registry, sessions, c2d)) => Ok((Some(store), registry, sessions, c2d)),
+            Err(what) => {
                 store.close();
                 Err(EmulatorError::State(format!(
-                    "{}: {what} is unreadable ({e}); the emulator refuses to start and left the file as it is",
+                    "{}: {what} is unreadable; the emulator refuses to start and left the file as it is",
                     dir.join(store::DB_FILE).display()
                 )))
             }
@@ -259,9 +263,14 @@ impl EmulatorBuilder {
     }
 
     fn build_registry(&self, loopback: bool) -> Result<StateParts, EmulatorError> {
-        let (store, mut reg, sessions) = match &self.state_dir {
+        let (store, mut reg, sessions, c2d) = match &self.state_dir {
             Some(d) => Self::open_state(d)?,
-            None => (None, Registry::default(), Default::default()),
+            None => (
+                None,
+                Registry::default(),
+                Default::default(),
+                Default::default(),
+            ),
         };
         let result = self.complete_registry(&mut reg, loopback);
         if let Err(e) = result {
@@ -270,7 +279,7 @@ impl EmulatorBuilder {
             }
             return Err(e);
         }
-        Ok((store, reg, sessions))
+        Ok((store, reg, sessions, c2d))
     }
 
     /// Adds the default policies, the development device, the seed and the builder's devices.
@@ -357,7 +366,7 @@ impl EmulatorBuilder {
     /// Bind failures, unreadable state/seed/certificate files, or an invalid configuration.
     pub async fn start(self) -> Result<RunningEmulator, EmulatorError> {
         let loopback = self.bind.is_loopback();
-        let (store, registry, sessions) = self.build_registry(loopback)?;
+        let (store, registry, sessions, c2d) = self.build_registry(loopback)?;
         let tls = tls::load_or_generate(
             self.cert_dir.as_deref(),
             std::slice::from_ref(&self.host_name),
@@ -374,6 +383,7 @@ impl EmulatorBuilder {
             registry,
             store,
             sessions,
+            c2d,
         ));
         hub.faults.apply(&self.faults);
         // What start-up added (policies, seed, migration) is stored before anyone is answered.
@@ -672,6 +682,7 @@ impl RunningEmulator {
                 hub::C2dMessage {
                     properties,
                     body: body.into(),
+                    id: 0,
                 },
             )
             .map_err(HubApiError::from)

@@ -42,6 +42,8 @@ pub(crate) enum Kind {
     Device,
     /// The subscriptions of a `clean_session=false` MQTT client.
     Session,
+    /// A pending cloud-to-device message (`device/number`).
+    C2d,
 }
 
 impl Kind {
@@ -51,13 +53,20 @@ impl Kind {
             Self::Policy => "policy",
             Self::Device => "device",
             Self::Session => "session",
+            Self::C2d => "c2d",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Meta, Self::Policy, Self::Device, Self::Session]
-            .into_iter()
-            .find(|k| k.name() == s)
+        [
+            Self::Meta,
+            Self::Policy,
+            Self::Device,
+            Self::Session,
+            Self::C2d,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
     }
 }
 

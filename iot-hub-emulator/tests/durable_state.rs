@@ -37,6 +37,7 @@ impl Drop for TempDir {
 /// The emulator binary running as a child process.
 struct Emu {
     child: Child,
+    plain_mqtt_port: u16,
     base: String,
     http: reqwest::Client,
     auth: String,
@@ -51,7 +52,15 @@ impl Drop for Emu {
 
 fn start(state: &Path, certs: &Path) -> Emu {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iot-hub-emulator"))
-        .args(["--mqtt-port", "0", "--https-port", "0", "--state"])
+        .args([
+            "--mqtt-port",
+            "0",
+            "--https-port",
+            "0",
+            "--plain-mqtt-port",
+            "0",
+        ])
+        .arg("--state")
         .arg(state)
         .arg("--cert-dir")
         .arg(certs)
@@ -67,15 +76,23 @@ fn start(state: &Path, certs: &Path) -> Emu {
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if let Some(addr) = line.trim().strip_prefix("HTTPS + MQTT/WSS:") {
-                let _ = tx.send(addr.trim().to_owned());
+            let line = line.trim();
+            for (prefix, kind) in [("HTTPS + MQTT/WSS:", 0), ("MQTT (plain):", 1)] {
+                if let Some(addr) = line.strip_prefix(prefix) {
+                    let port: u16 = addr.trim().rsplit(':').next().unwrap().parse().unwrap();
+                    let _ = tx.send((kind, port));
+                }
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the emulator did not start");
-    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let (mut port, mut plain_mqtt_port) = (0, 0);
+    while port == 0 || plain_mqtt_port == 0 {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok((0, p)) => port = p,
+            Ok((_, p)) => plain_mqtt_port = p,
+            Err(_) => panic!("the emulator did not start"),
+        }
+    }
     let ca = std::fs::read(certs.join("ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     use rustls_pki_types::pem::PemObject as _;
@@ -107,6 +124,7 @@ fn start(state: &Path, certs: &Path) -> Emu {
     .to_owned();
     Emu {
         child,
+        plain_mqtt_port,
         base: format!("https://localhost:{port}"),
         http,
         auth,
@@ -316,4 +334,214 @@ async fn a_failed_state_write_is_retried_and_nothing_is_lost() {
     emu.kill9();
     let emu = start(&state.0, &certs.0);
     assert_eq!(lost(&emu, &acked).await, 0);
+}
+
+/// A raw MQTT device (`myDevice`, well-known key) on the plain port, with the session kept.
+fn persistent_device(emu: &Emu) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let id = dev_keys::DEV_DEVICE_ID;
+    let token = SasToken::for_device(
+        "localhost",
+        id,
+        &Secret::new(dev_keys::DEV_DEVICE_PRIMARY_KEY),
+        iot_common_now() + 3600,
+    )
+    .unwrap();
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", emu.plain_mqtt_port);
+    o.set_clean_session(false);
+    o.set_keep_alive(Duration::from_secs(60));
+    o.set_credentials(
+        format!("localhost/{id}/?api-version=2021-04-12"),
+        token.as_secret().expose(),
+    );
+    rumqttc::AsyncClient::new(o, 16)
+}
+
+/// The next incoming packet other than pings and acks of our own publishes.
+async fn next_packet(ev: &mut rumqttc::EventLoop) -> rumqttc::Packet {
+    let wait = async {
+        loop {
+            match ev.poll().await {
+                Ok(rumqttc::Event::Incoming(p)) if !matches!(p, rumqttc::Packet::PingResp) => {
+                    return p;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("mqtt: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("no packet within 30 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_session_and_pending_c2d_survive_kill_9() {
+    use rumqttc::{Packet, QoS};
+    let state = TempDir::new("session-state");
+    let certs = TempDir::new("session-certs");
+    let emu = start(&state.0, &certs.0);
+    let device = dev_keys::DEV_DEVICE_ID;
+    {
+        let (client, mut ev) = persistent_device(&emu);
+        match next_packet(&mut ev).await {
+            Packet::ConnAck(a) => assert!(!a.session_present),
+            p => panic!("{p:?}"),
+        }
+        client
+            .subscribe("$iothub/methods/POST/#", QoS::AtMostOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe(
+                format!("devices/{device}/messages/devicebound/#"),
+                QoS::AtLeastOnce,
+            )
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            assert!(matches!(next_packet(&mut ev).await, Packet::SubAck(_)));
+        }
+        client.disconnect().await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), ev.poll()).await;
+    }
+    // Queued while the device is away, acknowledged, then the hub is killed.
+    let (status, _) = emu
+        .send(
+            reqwest::Method::POST,
+            &format!("/emulator/devices/{device}/messages"),
+            Some(serde_json::json!("queued-before-the-crash")),
+        )
+        .await
+        .unwrap();
+    assert!((200..300).contains(&status), "{status}");
+    emu.kill9();
+
+    let emu = start(&state.0, &certs.0);
+    let (client, mut ev) = persistent_device(&emu);
+    match next_packet(&mut ev).await {
+        Packet::ConnAck(a) => assert!(a.session_present, "session lost"),
+        p => panic!("{p:?}"),
+    }
+    // No SUBSCRIBE this time: the stored session routes the message and the method.
+    match next_packet(&mut ev).await {
+        Packet::Publish(p) => {
+            assert!(
+                p.topic
+                    .starts_with(&format!("devices/{device}/messages/devicebound/"))
+            );
+            assert_eq!(&p.payload[..], b"\"queued-before-the-crash\"");
+        }
+        p => panic!("{p:?}"),
+    }
+    let invoke = {
+        let http = emu.http.clone();
+        let url = format!("{}/twins/{device}/methods?{API}", emu.base);
+        let auth = emu.auth.clone();
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .header("Authorization", auth)
+                .json(&serde_json::json!({
+                    "methodName": "ping", "payload": {}, "responseTimeoutInSeconds": 20
+                }))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        })
+    };
+    let rid = loop {
+        match next_packet(&mut ev).await {
+            Packet::Publish(p) if p.topic.starts_with("$iothub/methods/POST/ping/") => {
+                break p.topic.rsplit("$rid=").next().unwrap().to_owned();
+            }
+            Packet::Publish(_) | Packet::PubAck(_) => {}
+            p => panic!("{p:?}"),
+        }
+    };
+    client
+        .publish(
+            format!("$iothub/methods/res/200/?$rid={rid}"),
+            QoS::AtMostOnce,
+            false,
+            b"{\"pong\":true}".to_vec(),
+        )
+        .await
+        .unwrap();
+    let poll = tokio::spawn(async move {
+        loop {
+            if ev.poll().await.is_err() {
+                return;
+            }
+        }
+    });
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), invoke)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["payload"]["pong"], true);
+    poll.abort();
+}
+
+#[tokio::test]
+async fn state_files_holding_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = TempDir::new("perms");
+    let (state, certs) = (root.0.join("state"), root.0.join("certs"));
+    let hub = iot_hub_emulator::Emulator::builder()
+        .state_dir(&state)
+        .cert_dir(&certs)
+        .start()
+        .await
+        .unwrap();
+    hub.create_device("secretive").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&certs.join("server-key.pem")), 0o600);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_or_newer_state_refuses_to_start_and_is_left_untouched() {
+    let root = TempDir::new("corrupt");
+    let start = |dir: PathBuf| async move {
+        iot_hub_emulator::Emulator::builder()
+            .state_dir(dir)
+            .start()
+            .await
+    };
+    // Not a database at all.
+    let garbage = root.0.join("garbage");
+    std::fs::create_dir_all(&garbage).unwrap();
+    std::fs::write(garbage.join("state.db"), b"this is not a database").unwrap();
+    let err = start(garbage.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("state.db") && err.contains("refuses"), "{err}");
+    assert_eq!(
+        std::fs::read(garbage.join("state.db")).unwrap(),
+        b"this is not a database"
+    );
+    // A state written by a later schema.
+    let newer = root.0.join("newer");
+    start(newer.clone())
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    {
+        let c = rusqlite::Connection::open(newer.join("state.db")).unwrap();
+        c.execute_batch("PRAGMA user_version = 99;").unwrap();
+    }
+    let before = std::fs::read(newer.join("state.db")).unwrap();
+    let err = start(newer.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("schema version 99"), "{err}");
+    assert_eq!(std::fs::read(newer.join("state.db")).unwrap(), before);
 }

@@ -99,6 +99,7 @@ async fn send_c2d(
         C2dMessage {
             properties: p,
             body,
+            id: 0,
         },
     )?;
     Ok(json(

@@ -323,7 +323,8 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.handle_publish(p),
             Packet::PubAck(ack) => {
-                if self.c2d_in_flight.remove(&ack.pkid).is_some() {
+                if let Some(msg) = self.c2d_in_flight.remove(&ack.pkid) {
+                    self.hub.c2d_completed(&self.session.device_id, &msg);
                     self.pull_c2d();
                 }
                 Flow::Continue
