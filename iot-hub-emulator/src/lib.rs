@@ -369,10 +369,10 @@ impl EmulatorBuilder {
         hub.faults.apply(&self.faults);
         hub.mark_dirty();
         hub.flush()?;
-        let mqtt_listener = TcpListener::bind((self.bind, self.mqtt_port)).await?;
-        let https_listener = TcpListener::bind((self.bind, self.https_port)).await?;
+        let mqtt_listener = bind(self.bind, self.mqtt_port, "MQTT over TLS", "--mqtt-port").await?;
+        let https_listener = bind(self.bind, self.https_port, "HTTPS", "--https-port").await?;
         let plain_listener = match self.plain_mqtt_port {
-            Some(p) => Some(TcpListener::bind((self.bind, p)).await?),
+            Some(p) => Some(bind(self.bind, p, "plain MQTT", "--plain-mqtt-port").await?),
             None => None,
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -421,6 +421,23 @@ impl EmulatorBuilder {
             tasks,
         })
     }
+}
+
+async fn bind(
+    ip: IpAddr,
+    port: u16,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, EmulatorError> {
+    let addr = SocketAddr::new(ip, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| EmulatorError::Bind {
+            what,
+            addr,
+            flag,
+            source,
+        })
 }
 
 /// Fires the "drop all connections every N seconds" fault while it is armed.

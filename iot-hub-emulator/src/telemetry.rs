@@ -235,7 +235,11 @@ mod tests {
             b.push(record("d", &[0xFF; 250 * 1024]));
         }
         assert!(b.bytes() <= 1024 * 1024, "{} bytes kept", b.bytes());
-        assert_eq!(b.all(None).len(), 4, "four 250 KB bodies fit in 1 MiB, five do not");
+        assert_eq!(
+            b.all(None).len(),
+            4,
+            "four 250 KB bodies fit in 1 MiB, five do not"
+        );
         // Bodies are kept as bytes: 0xFF is one byte, not a three-byte replacement character.
         assert_eq!(b.all(None)[0].body.len(), 250 * 1024);
     }

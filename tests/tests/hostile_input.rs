@@ -606,3 +606,21 @@ async fn unfinished_jobs_are_bounded_with_429() {
     let (status, _, _) = https(&hub, "PUT", "/jobs/v2/one-more", Some(&job("one-more"))).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_named_with_the_flag_that_moves_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = Emulator::builder()
+        .mqtt_port(port)
+        .start()
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
+    assert!(shown.contains("--mqtt-port"), "{shown}");
+    assert!(
+        shown.contains("in use") || shown.contains("uses port"),
+        "{shown}"
+    );
+}
