@@ -245,6 +245,33 @@ async fn a_device_that_stops_reading_is_still_disconnected_on_request() {
 }
 
 #[tokio::test]
+async fn token_expiry_fires_while_a_write_to_a_device_is_blocked() {
+    let hub = hub().await;
+    let mut s = plain(&hub).await;
+    // The token expires in 3 s; the device then reads nothing while notifications pile up.
+    let mut bytes = device_connect(&hub, "myDevice", now() + 3, None);
+    bytes.extend(subscribe_packet("$iothub/twin/PATCH/properties/desired/#"));
+    s.write_all(&bytes).await.unwrap();
+    read_n(&mut s, 9).await;
+    let big = "x".repeat(4000);
+    for i in 0..300 {
+        hub.update_twin(
+            "myDevice",
+            None,
+            &json!({ "properties": { "desired": {
+                "b1": big, "b2": big, "b3": big, "b4": big, "b5": big, "b6": big, "n": i
+            } } }),
+            false,
+        )
+        .unwrap();
+    }
+    assert!(
+        eventually(|| hub.connected_count() == 0).await,
+        "the expired connection closed although its writes were blocked"
+    );
+}
+
+#[tokio::test]
 async fn a_device_announcing_a_model_id_shows_it_in_its_twin() {
     let hub = hub().await;
     let mut s = plain(&hub).await;
