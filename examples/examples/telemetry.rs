@@ -23,7 +23,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("sent reading-{i} (acknowledged by the hub)");
     }
     for r in hub.telemetry(Some("sensor-1")) {
-        println!("hub received {:?}: {}", r.properties.message_id, r.body);
+        println!(
+            "hub received {:?}: {}",
+            r.properties.message_id,
+            r.body_str().unwrap_or("(binary)")
+        );
     }
     hub.send_c2d(
         "sensor-1",

@@ -45,11 +45,13 @@ error_codes! {
     IotHubQuotaExceeded = 403002, 403, "The daily message quota is used up.";
     DeviceMaximumQueueDepthExceeded = 403004, 403, "More than 50 pending cloud-to-device messages.";
     DeviceDisabled = 403012, 403, "The device is disabled.";
+    GenericNotFound = 404000, 404, "No such route or resource.";
     DeviceNotFound = 404001, 404, "The device does not exist.";
     JobNotFound = 404002, 404, "The job does not exist.";
     ModuleNotFound = 404010, 404, "The module does not exist.";
     DeviceNotOnline = 404103, 404, "The device is not connected or has not subscribed to methods.";
     DeviceConnectionClosedRemotely = 404104, 404, "The device's connection was closed.";
+    GenericMethodNotAllowed = 405000, 405, "The route does not take this HTTP method.";
     DeviceAlreadyExists = 409001, 409, "A device with that id exists.";
     ModuleAlreadyExistsOnDevice = 409301, 409, "A module with that id exists.";
     JobAlreadyExists = 409104, 409, "A job with that id exists.";

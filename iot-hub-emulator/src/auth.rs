@@ -14,6 +14,8 @@ pub(crate) struct DeviceIdentity {
     pub(crate) device_id: String,
     pub(crate) module_id: Option<String>,
     pub(crate) expires_at: u64,
+    /// The Plug and Play model id from the username's `model-id`, when announced.
+    pub(crate) model_id: Option<String>,
 }
 
 /// Why a CONNECT was refused (always answered with CONNACK 5, as the hub does).
@@ -107,6 +109,7 @@ impl Hub {
             device_id: device_id.to_owned(),
             module_id: module_id.map(str::to_owned),
             expires_at: token.expires_at(),
+            model_id: info.model_id.filter(|m| !m.is_empty()),
         })
     }
 

@@ -19,6 +19,34 @@ pub enum EmulatorError {
     /// The state or seed file could not be read.
     #[error("state file error: {0}")]
     State(String),
+    /// A listener could not be bound (most often: the port is in use).
+    #[error("cannot listen for {what} on {addr}: {source}{}", bind_hint(*.addr, .flag, .source))]
+    Bind {
+        /// What the listener serves, e.g. "MQTT over TLS".
+        what: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The command-line flag that sets this port.
+        flag: &'static str,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+fn bind_hint(addr: std::net::SocketAddr, flag: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            ". Hint: another process (perhaps another emulator) uses port {}; stop it, or pick another port with {flag} (0 picks a free one)",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!(". Hint: ports below 1024 need privileges; pick another port with {flag}")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            ". Hint: this machine has no such address; check --bind".to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 /// An error the hub answers an API call with: an error code, a message, optional `info`.

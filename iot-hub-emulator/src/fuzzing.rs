@@ -52,6 +52,7 @@ impl Harness {
                 host_name: "localhost".into(),
                 token_grace: Duration::ZERO,
                 telemetry_capacity: 100,
+                telemetry_max_bytes: 1024 * 1024,
                 refuse_well_known: false,
             },
             reg,

@@ -3,10 +3,11 @@
 
 use crate::error::ApiError;
 use crate::registry::Registry;
+use crate::telemetry::TelemetryBuffer;
+pub(crate) use crate::telemetry::TelemetryRecord;
 use bytes::Bytes;
 use iot_common::MessageProperties;
 use iot_common::twin::ConnectionState;
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,51 +47,9 @@ pub(crate) struct HubOptions {
     pub(crate) host_name: String,
     pub(crate) token_grace: Duration,
     pub(crate) telemetry_capacity: usize,
+    pub(crate) telemetry_max_bytes: usize,
     /// Set on non-loopback binds: tokens signed with a well-known development key are refused.
     pub(crate) refuse_well_known: bool,
-}
-
-/// A device-to-cloud message kept by the emulator.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TelemetryRecord {
-    /// Sender device.
-    pub device_id: String,
-    /// Sender module.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
-    /// System and application properties.
-    #[serde(serialize_with = "serialize_props")]
-    pub properties: MessageProperties,
-    /// The body as UTF-8 (lossy).
-    pub body: String,
-    /// When the hub received it.
-    pub enqueued_time: String,
-}
-
-fn serialize_props<S: serde::Serializer>(p: &MessageProperties, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(None)?;
-    let sys = [
-        ("messageId", &p.message_id),
-        ("correlationId", &p.correlation_id),
-        ("userId", &p.user_id),
-        ("contentType", &p.content_type),
-        ("contentEncoding", &p.content_encoding),
-        ("expiryTime", &p.expiry_time),
-    ];
-    for (k, v) in sys {
-        if let Some(v) = v {
-            m.serialize_entry(k, v)?;
-        }
-    }
-    let custom: HashMap<&str, &str> = p
-        .custom
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    m.serialize_entry("application", &custom)?;
-    m.end()
 }
 
 /// A queued cloud-to-device message.
@@ -103,7 +62,7 @@ pub(crate) struct C2dMessage {
 }
 
 /// A cloud-to-device message as `--state` keeps it.
-#[derive(Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct StoredC2d {
     properties: String,
     body: String,
@@ -199,7 +158,7 @@ pub(crate) struct Hub {
     pub(crate) registry: Mutex<Registry>,
     sessions: Mutex<HashMap<String, Arc<SessionHandle>>>,
     persistent_subs: Mutex<HashMap<String, u8>>,
-    telemetry: Mutex<VecDeque<TelemetryRecord>>,
+    telemetry: Mutex<TelemetryBuffer>,
     c2d: Mutex<HashMap<String, VecDeque<C2dMessage>>>,
     next_c2d: AtomicU64,
     next_rid: AtomicU64,
@@ -225,11 +184,14 @@ impl Hub {
             s.attach_fault(faults.state_write_failures());
         }
         Self {
+            telemetry: Mutex::new(TelemetryBuffer::new(
+                options.telemetry_capacity,
+                options.telemetry_max_bytes,
+            )),
             options,
             registry: Mutex::new(registry),
             sessions: Mutex::default(),
             persistent_subs: Mutex::new(persistent_subs),
-            telemetry: Mutex::default(),
             c2d: Mutex::new(c2d),
             next_c2d: AtomicU64::new(next_c2d),
             next_rid: AtomicU64::new(1),
@@ -473,19 +435,23 @@ impl Hub {
     }
 
     pub(crate) fn record_telemetry(&self, record: TelemetryRecord) {
-        let mut t = lock(&self.telemetry);
-        if t.len() >= self.options.telemetry_capacity {
-            t.pop_front();
-        }
-        t.push_back(record);
+        lock(&self.telemetry).push(record);
+    }
+
+    /// Up to `top` buffered records from sequence number `from` on, and the sequence number
+    /// the next page starts at.
+    pub(crate) fn telemetry_page(
+        &self,
+        device_id: Option<&str>,
+        from: u64,
+        top: usize,
+        max_bytes: usize,
+    ) -> (Vec<TelemetryRecord>, Option<u64>) {
+        lock(&self.telemetry).page(device_id, from, top, max_bytes)
     }
 
     pub(crate) fn telemetry(&self, device_id: Option<&str>) -> Vec<TelemetryRecord> {
-        lock(&self.telemetry)
-            .iter()
-            .filter(|r| device_id.is_none_or(|d| r.device_id == d))
-            .cloned()
-            .collect()
+        lock(&self.telemetry).all(device_id)
     }
 
     pub(crate) fn clear_telemetry(&self) {

@@ -19,6 +19,42 @@ pub(crate) struct JobStore {
     device_jobs: BTreeMap<String, Vec<Value>>,
 }
 
+fn is_active(status: JobStatus) -> bool {
+    matches!(
+        status,
+        JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Enqueued
+    )
+}
+
+impl JobStore {
+    /// Keeps the store bounded before a new job goes in: too many unfinished jobs is the hub's
+    /// 429 ThrottlingMaxActiveJobCountExceeded; past the retention bound the oldest finished
+    /// job (and its per-device rows) is forgotten, as the hub forgets jobs after a while.
+    fn make_room(&mut self) -> Result<(), ApiError> {
+        let active = self.jobs.values().filter(|j| is_active(j.status)).count();
+        if active >= crate::limits::MAX_ACTIVE_JOBS {
+            return Err(ApiError::new(
+                ErrorCode::ThrottlingMaxActiveJobCountExceeded,
+                format!(
+                    "{active} jobs are unfinished, the most this hub runs at once; wait for one to finish or cancel one."
+                ),
+            ));
+        }
+        while self.jobs.len() >= crate::limits::MAX_KEPT_JOBS {
+            let oldest = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| !is_active(j.status))
+                .min_by(|a, b| a.1.created_time.cmp(&b.1.created_time))
+                .map(|(id, _)| id.clone());
+            let Some(oldest) = oldest else { break };
+            self.jobs.remove(&oldest);
+            self.device_jobs.remove(&oldest);
+        }
+        Ok(())
+    }
+}
+
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -73,8 +109,7 @@ impl Hub {
                     .cloud_to_device_method
                     .as_ref()
                     .ok_or_else(|| ApiError::bad_request("cloudToDeviceMethod is required."))?;
-                m.validate()
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                crate::methods::validate(m)?;
             }
             _ => {
                 let patch = req
@@ -100,6 +135,7 @@ impl Hub {
                 format!("A job with id '{id}' already exists."),
             ));
         }
+        store.make_room()?;
         let mut job = JobResponse::new(id, req.job_type);
         job.query_condition = Some(req.query_condition);
         job.created_time = Some(now_string());
@@ -126,10 +162,7 @@ impl Hub {
         let job = store.jobs.get_mut(id).ok_or_else(|| {
             ApiError::new(ErrorCode::JobNotFound, format!("Job '{id}' not found."))
         })?;
-        if matches!(
-            job.status,
-            JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Enqueued
-        ) {
+        if is_active(job.status) {
             job.status = JobStatus::Cancelled;
             job.end_time = Some(now_string());
         }

@@ -19,6 +19,7 @@ mod query_api;
 mod registry;
 mod seed;
 mod store;
+mod telemetry;
 mod tls;
 mod twin_state;
 mod twins;
@@ -29,11 +30,11 @@ pub mod fuzzing;
 
 pub use error::{EmulatorError, HubApiError};
 pub use faults::FaultSettings;
-pub use hub::TelemetryRecord;
 pub use registry::Rights;
+pub use telemetry::TelemetryRecord;
 
 use hub::{Hub, HubOptions, lock};
-use iot_common::registry::{Device, SymmetricKey};
+use iot_common::registry::{AuthenticationMechanism, Device, SymmetricKey};
 use iot_common::{CloudToDeviceMethod, CloudToDeviceMethodResult, Secret, Twin};
 use registry::{Policy, Registry, default_policies, generate_key};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -105,6 +106,8 @@ pub struct EmulatorBuilder {
     devices: Vec<(String, Option<Secret>)>,
     token_grace: Duration,
     telemetry_capacity: usize,
+    telemetry_max_bytes: usize,
+    http_idle_timeout: Duration,
     faults: FaultSettings,
 }
 
@@ -123,6 +126,8 @@ impl Default for EmulatorBuilder {
             devices: Vec::new(),
             token_grace: Duration::ZERO,
             telemetry_capacity: 10_000,
+            telemetry_max_bytes: limits::TELEMETRY_MAX_BYTES,
+            http_idle_timeout: limits::HTTP_IDLE_TIMEOUT,
             faults: FaultSettings::default(),
         }
     }
@@ -205,6 +210,21 @@ impl EmulatorBuilder {
     /// Faults armed from the start (see [`FaultSettings`]).
     pub fn faults(mut self, settings: FaultSettings) -> Self {
         self.faults = settings;
+        self
+    }
+
+    /// How many bytes of telemetry (bodies and properties) are kept, oldest dropped first
+    /// (default 64 MiB). Bounds the buffer together with [`EmulatorBuilder::telemetry_capacity`].
+    pub fn telemetry_max_bytes(mut self, bytes: usize) -> Self {
+        self.telemetry_max_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long an HTTPS connection may sit without sending a complete request head, idle
+    /// between requests or part-way through one, before the emulator closes it (default 60 s).
+    /// A request being served (a method call waiting for its device) does not count as idle.
+    pub fn http_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.http_idle_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -326,36 +346,63 @@ impl EmulatorBuilder {
             }
         }
         let now = hub::now_string();
-        let add = |reg: &mut Registry, id: &str, keys: SymmetricKey| -> Result<(), EmulatorError> {
+        // Explicit entries (seed file, `device(..)`) win over what the state holds and over the
+        // development device, so that `myDevice` can be given a private key.
+        let set = |reg: &mut Registry, id: &str, keys: SymmetricKey| -> Result<(), EmulatorError> {
             iot_common::connection_string::validate_id("deviceId", id)
                 .map_err(|e| EmulatorError::Config(e.to_string()))?;
-            if !reg.devices.contains_key(id) {
-                let mut d = Device::new(id, Some(keys));
-                d.etag = Some(reg.next_etag());
-                reg.insert_device(
-                    id,
-                    registry::DeviceRecord::new(d, twin_state::TwinState::new(&now)),
-                );
+            match reg.devices.get(id) {
+                Some(rec) if rec.device.authentication.symmetric_key.as_ref() == Some(&keys) => {}
+                Some(_) => {
+                    let etag = reg.next_etag();
+                    if let Some(rec) = reg.record_mut(id) {
+                        rec.device.authentication = AuthenticationMechanism::sas(keys);
+                        rec.device.etag = Some(etag);
+                    }
+                }
+                None => {
+                    let mut d = Device::new(id, Some(keys));
+                    d.etag = Some(reg.next_etag());
+                    reg.insert_device(
+                        id,
+                        registry::DeviceRecord::new(d, twin_state::TwinState::new(&now)),
+                    );
+                }
             }
             Ok(())
         };
-        let dev_keys = if loopback {
-            SymmetricKey::new(
-                Secret::new(dev_keys::DEV_DEVICE_PRIMARY_KEY),
-                Secret::new(dev_keys::DEV_DEVICE_SECONDARY_KEY),
-            )
-        } else {
-            SymmetricKey::new(generate_key(), generate_key())
-        };
-        add(reg, dev_keys::DEV_DEVICE_ID, dev_keys)?;
+        let mut explicit = Vec::new();
         if let Some(seed) = &self.seed_file {
-            for (id, keys) in seed::read(seed)? {
-                add(reg, &id, keys)?;
-            }
+            explicit.extend(seed::read(seed)?);
         }
         for (id, key) in &self.devices {
             let key = key.clone().unwrap_or_else(generate_key);
-            add(reg, id, SymmetricKey::new(key, generate_key()))?;
+            explicit.push((id.clone(), SymmetricKey::new(key, generate_key())));
+        }
+        for (id, keys) in explicit.iter() {
+            set(reg, id, keys.clone())?;
+        }
+        let seeded = |id: &str| explicit.iter().any(|(e, _)| e == id);
+        // The development device keeps its published key only while the policies do: with a
+        // private policy key (or off loopback) a well-known device key would be a back door.
+        let public_keys = loopback && self.policy_key.is_none();
+        if !seeded(dev_keys::DEV_DEVICE_ID) {
+            let dev = reg.devices.get(dev_keys::DEV_DEVICE_ID);
+            let has_public_key = dev
+                .and_then(|rec| rec.device.authentication.symmetric_key.as_ref())
+                .and_then(|k| k.primary_key.as_ref())
+                .is_some_and(|k| dev_keys::is_well_known(k.expose()));
+            if dev.is_none() || (has_public_key && !public_keys) {
+                let keys = if public_keys {
+                    SymmetricKey::new(
+                        Secret::new(dev_keys::DEV_DEVICE_PRIMARY_KEY),
+                        Secret::new(dev_keys::DEV_DEVICE_SECONDARY_KEY),
+                    )
+                } else {
+                    SymmetricKey::new(generate_key(), generate_key())
+                };
+                set(reg, dev_keys::DEV_DEVICE_ID, keys)?;
+            }
         }
         Ok(())
     }
@@ -378,6 +425,7 @@ impl EmulatorBuilder {
                 host_name: self.host_name.clone(),
                 token_grace: self.token_grace,
                 telemetry_capacity: self.telemetry_capacity,
+                telemetry_max_bytes: self.telemetry_max_bytes,
                 refuse_well_known: !loopback,
             },
             registry,
@@ -391,10 +439,10 @@ impl EmulatorBuilder {
             hub.close_store();
             return Err(e.into());
         }
-        let mqtt_listener = TcpListener::bind((self.bind, self.mqtt_port)).await?;
-        let https_listener = TcpListener::bind((self.bind, self.https_port)).await?;
+        let mqtt_listener = bind(self.bind, self.mqtt_port, "MQTT over TLS", "--mqtt-port").await?;
+        let https_listener = bind(self.bind, self.https_port, "HTTPS", "--https-port").await?;
         let plain_listener = match self.plain_mqtt_port {
-            Some(p) => Some(TcpListener::bind((self.bind, p)).await?),
+            Some(p) => Some(bind(self.bind, p, "plain MQTT", "--plain-mqtt-port").await?),
             None => None,
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -414,6 +462,7 @@ impl EmulatorBuilder {
             tokio::spawn(http::accept_loop(
                 https_listener,
                 https_tls,
+                self.http_idle_timeout,
                 http::AppState {
                     hub: hub.clone(),
                     shutdown: shutdown_rx.clone(),
@@ -441,6 +490,23 @@ impl EmulatorBuilder {
             tasks,
         })
     }
+}
+
+async fn bind(
+    ip: IpAddr,
+    port: u16,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, EmulatorError> {
+    let addr = SocketAddr::new(ip, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| EmulatorError::Bind {
+            what,
+            addr,
+            flag,
+            source,
+        })
 }
 
 /// Fires the "drop all connections every N seconds" fault while it is armed.

@@ -27,3 +27,28 @@ pub(crate) const MQTT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::
 pub(crate) const MQTT_FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// A connection must send its CONNECT within this.
 pub(crate) const MQTT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A TLS handshake on the HTTPS port must finish within this, or the connection is closed.
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default for how long an HTTPS connection may go without a complete request head (idle
+/// between requests, silent after the handshake, or stalled in a head) before it is closed.
+pub(crate) const HTTP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Default bound on the bytes the telemetry buffer keeps (bodies plus properties); the oldest
+/// messages are dropped first. `GET /emulator/telemetry` pages through it.
+pub(crate) const TELEMETRY_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Most telemetry records one `GET /emulator/telemetry` page returns (`?top=` may ask fewer).
+pub(crate) const TELEMETRY_PAGE_MAX: usize = 1000;
+/// About how many bytes one `GET /emulator/telemetry` page holds (at least one record).
+pub(crate) const TELEMETRY_PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest method name a direct method call may carry. The hub documents no number; DTDL
+/// names are at most 64 characters, so `component*command` fits, with room to spare.
+pub(crate) const MAX_METHOD_NAME_LEN: usize = 128;
+
+/// Unfinished jobs (scheduled, queued, running) the hub holds at once; one more gets 429
+/// ThrottlingMaxActiveJobCountExceeded.
+pub(crate) const MAX_ACTIVE_JOBS: usize = 100;
+/// Jobs kept for `GET /jobs/v2/{id}` and queries; past this the oldest finished one is
+/// forgotten when a new one is created.
+pub(crate) const MAX_KEPT_JOBS: usize = 1000;

@@ -17,6 +17,23 @@ fn not_online(connect_timeout: u64) -> ApiError {
     .with_info(serde_json::json!({ "timeout": format!("00:00:{connect_timeout:02}") }))
 }
 
+/// Checks a method call as the hub does (name, timeouts, payload), plus the emulator's bound
+/// on the name's length: a long name would make the device's request topic exceed what
+/// devices accept.
+pub(crate) fn validate(request: &CloudToDeviceMethod) -> Result<(), ApiError> {
+    request
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if request.method_name.len() > crate::limits::MAX_METHOD_NAME_LEN {
+        return Err(ApiError::bad_request(format!(
+            "methodName is {} characters, over the limit of {}",
+            request.method_name.len(),
+            crate::limits::MAX_METHOD_NAME_LEN
+        )));
+    }
+    Ok(())
+}
+
 impl Hub {
     pub(crate) async fn invoke_method(
         &self,
@@ -24,9 +41,7 @@ impl Hub {
         module_id: Option<&str>,
         request: CloudToDeviceMethod,
     ) -> Result<CloudToDeviceMethodResult, ApiError> {
-        request
-            .validate()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        validate(&request)?;
         {
             let reg = lock(&self.registry);
             let rec = reg

@@ -18,6 +18,9 @@ pub(crate) struct TwinState {
     pub(crate) reported_version: u64,
     etag_seq: u64,
     version: u64,
+    /// The Plug and Play model id the device (or module) last announced in its CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) model_id: Option<String>,
 }
 
 /// What a service-side update changed, so the hub can notify the device.
@@ -41,6 +44,7 @@ impl TwinState {
             reported_version: 1,
             etag_seq: 1,
             version: 2,
+            model_id: None,
         }
     }
 

@@ -25,7 +25,6 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
         "authenticationType",
         Value::String(d.authentication.kind.clone()),
     );
-    put("modelId", Value::String(String::new()));
     put(
         "cloudToDeviceMessageCount",
         Value::from(d.cloud_to_device_message_count),
@@ -63,6 +62,10 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
             &mr.twin
         }
     };
+    doc.insert(
+        "modelId".to_owned(),
+        Value::String(state.model_id.clone().unwrap_or_default()),
+    );
     state.write_into(&mut doc);
     Some(Value::Object(doc))
 }
@@ -97,6 +100,27 @@ fn twin_mut<'a>(
 }
 
 impl Hub {
+    /// Keeps the model id a device announced when it connected, as the hub shows it in the
+    /// twin (`modelId`) from then on.
+    pub(crate) fn set_model_id(&self, device_id: &str, module_id: Option<&str>, model_id: &str) {
+        let mut reg = lock(&self.registry);
+        let Some(rec) = reg.record_mut(device_id) else {
+            return;
+        };
+        let twin = match module_id {
+            None => &mut rec.twin,
+            Some(m) => match rec.modules.get_mut(m) {
+                Some(mr) => &mut mr.twin,
+                None => return,
+            },
+        };
+        if twin.model_id.as_deref() != Some(model_id) {
+            twin.model_id = Some(model_id.to_owned());
+            drop(reg);
+            self.mark_dirty();
+        }
+    }
+
     pub(crate) fn get_twin(
         &self,
         device_id: &str,

@@ -183,7 +183,9 @@ impl ServiceClient {
             .user_agent(user_agent)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below the emulator's 60 s idle cut-off (and the hub's load balancer's 4 min), so
+            // the client retires an idle connection before the server closes it under a request.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| {
                 Error::new(ErrorKind::Configuration, "cannot build the HTTP client").with_source(e)
@@ -295,17 +297,9 @@ impl ServiceClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    let body = match resp.bytes().await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            return Err(Error::new(
-                                ErrorKind::Connection,
-                                "the answer was cut off",
-                            )
-                            .with_source(e)
-                            .with_request_id(&request_id));
-                        }
-                    };
+                    let body = read_capped(resp, self.inner.options.max_response_bytes)
+                        .await
+                        .map_err(|e| e.with_request_id(&request_id))?;
                     if (200..300).contains(&status) {
                         return Ok(Answer { headers, body });
                     }
@@ -355,6 +349,40 @@ impl ServiceClient {
             tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, status = ?error.status(), "retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+}
+
+/// Reads an answer's body, refusing it as soon as it passes `max` bytes (announced in
+/// `Content-Length` or streamed), so neither a huge nor an endless body is buffered.
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<bytes::Bytes> {
+    let too_large = || {
+        Error::new(
+            ErrorKind::ResponseTooLarge,
+            format!("the answer's body is larger than the client's limit of {max} bytes"),
+        )
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > max))
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => {
+                return Err(
+                    Error::new(ErrorKind::Connection, "the answer was cut off").with_source(e)
+                );
+            }
         }
     }
 }

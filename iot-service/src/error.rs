@@ -35,6 +35,10 @@ pub enum ErrorKind {
     Certificate,
     /// A body could not be serialized or deserialized.
     Serialization,
+    /// The answer's body is larger than
+    /// [`ServiceClientOptions::max_response_bytes`](crate::ServiceClientOptions::max_response_bytes)
+    /// (32 MiB by default, far above any answer the hub sends). Not retried.
+    ResponseTooLarge,
 }
 
 /// The error type of this crate. Its `Display` never contains keys, tokens or bodies.

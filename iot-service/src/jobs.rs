@@ -61,6 +61,26 @@ impl ServiceClient {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for an invalid method; [`ErrorKind::Conflict`] for a reused
     /// job id; [`ErrorKind::InvalidInput`] for a condition the hub cannot parse.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Scheduling the same job id again gives `Conflict`, which tells you it was applied.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{DirectMethodRequest, JobSchedule};
+    /// let job = service
+    ///     .schedule_method_job(
+    ///         "reboot-floor-3",
+    ///         "tags.floor = 3",
+    ///         &DirectMethodRequest::new("rebootDevice"),
+    ///         JobSchedule::default(),
+    ///     )
+    ///     .await?;
+    /// println!("{:?}", job.status);
+    /// # Ok(()) }
+    /// ```
     pub async fn schedule_method_job(
         &self,
         job_id: &str,
@@ -82,6 +102,21 @@ impl ServiceClient {
     ///
     /// # Errors
     /// As [`ServiceClient::schedule_method_job`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Scheduling the same job id again gives `Conflict`, which tells you it was applied.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{JobSchedule, TwinPatch};
+    /// let patch = TwinPatch::new().desired("telemetryInterval", serde_json::json!(60));
+    /// service
+    ///     .schedule_twin_update_job("slow-down", "tags.region = 'US'", &patch, JobSchedule::default())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn schedule_twin_update_job(
         &self,
         job_id: &str,
@@ -105,6 +140,17 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let job = service.get_job("reboot-floor-3").await?;
+    /// println!("{:?} {:?}", job.status, job.device_job_statistics);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_job(&self, job_id: &str) -> Result<JobResponse> {
         self.send(Call::new(Method::GET, vec!["jobs", "v2", job_id]))
             .await?
@@ -115,6 +161,18 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Cancelling again is harmless.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let job = service.cancel_job("reboot-floor-3").await?;
+    /// println!("{:?}", job.status);
+    /// # Ok(()) }
+    /// ```
     pub async fn cancel_job(&self, job_id: &str) -> Result<JobResponse> {
         self.send(Call::new(
             Method::POST,

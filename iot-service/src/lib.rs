@@ -28,7 +28,7 @@ pub use iot_common::{
 };
 pub use jobs::JobSchedule;
 pub use methods::{DirectMethodRequest, DirectMethodResult};
-pub use options::{RetryOptions, ServiceClientOptions};
+pub use options::{DEFAULT_MAX_RESPONSE_BYTES, RetryOptions, ServiceClientOptions};
 pub use query::Query;
 pub use twins::{IfMatch, TwinPatch};
 

@@ -101,6 +101,23 @@ impl ServiceClient {
     /// [`ErrorKind::InvalidInput`] for a timeout outside the hub's range or a bad name (before
     /// sending); [`ErrorKind::NotFound`] for an unknown device; [`ErrorKind::DeviceNotOnline`]
     /// (404103); [`ErrorKind::Timeout`] when the device did not answer in time (504101).
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. The device may already be running the method; it is not retried for you.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::DirectMethodRequest;
+    /// use std::time::Duration;
+    /// let request = DirectMethodRequest::new("rebootDevice")
+    ///     .payload_json(serde_json::json!({ "delay": 5 }))
+    ///     .response_timeout(Duration::from_secs(30));
+    /// let answer = service.invoke_method("myDevice", &request).await?;
+    /// println!("{} {}", answer.status, answer.payload);
+    /// # Ok(()) }
+    /// ```
     pub async fn invoke_method(
         &self,
         device_id: &str,
@@ -114,6 +131,21 @@ impl ServiceClient {
     ///
     /// # Errors
     /// As [`ServiceClient::invoke_method`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. The module may already be running the method; it is not retried for you.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::DirectMethodRequest;
+    /// let answer = service
+    ///     .invoke_module_method("myDevice", "thermostat", &DirectMethodRequest::new("getMaxMinReport"))
+    ///     .await?;
+    /// println!("{}", answer.status);
+    /// # Ok(()) }
+    /// ```
     pub async fn invoke_module_method(
         &self,
         device_id: &str,

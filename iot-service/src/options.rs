@@ -45,7 +45,12 @@ pub struct ServiceClientOptions {
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) sas_ttl: Duration,
     pub(crate) user_agent_suffix: Option<String>,
+    pub(crate) max_response_bytes: usize,
 }
+
+/// Default bound on an answer's body: the hub's largest answers (a query page, a device list,
+/// a twin with 32 KB sections) are a few megabytes at most.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 impl Default for ServiceClientOptions {
     fn default() -> Self {
@@ -57,6 +62,7 @@ impl Default for ServiceClientOptions {
             tls: None,
             sas_ttl: Duration::from_secs(3600),
             user_agent_suffix: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -96,6 +102,15 @@ impl ServiceClientOptions {
     /// Lifetime of the SAS tokens the client signs (default 1 h).
     pub fn sas_token_ttl(mut self, d: Duration) -> Self {
         self.sas_ttl = d.max(Duration::from_secs(60));
+        self
+    }
+
+    /// The largest answer body the client reads (default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`], 32 MiB). A larger one, announced or streamed, fails with
+    /// [`ErrorKind::ResponseTooLarge`] as soon as the bound is passed, so a misbehaving
+    /// endpoint cannot grow the client's memory.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes.max(1);
         self
     }
 

@@ -62,6 +62,10 @@ impl<T: DeserializeOwned> Query<T> {
     ///
     /// # Errors
     /// The hub's answer (400 with the position of a syntax error, 401, 429, …).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the continuation advances only when a page has arrived, so after a dropped
+    /// call the next one asks for the same page again.
     pub async fn next_page(&mut self) -> Result<Option<Vec<T>>> {
         if self.done {
             return Ok(None);
@@ -98,6 +102,10 @@ impl<T: DeserializeOwned> Query<T> {
     }
 
     /// The next item, fetching pages as needed; `None` at the end.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: an item is removed from the buffer only when it is returned, and a page
+    /// fetch dropped half-way is asked for again (see [`Query::next_page`]).
     pub async fn next(&mut self) -> Option<Result<T>> {
         loop {
             if let Some(item) = self.buffer.pop_front() {
@@ -118,6 +126,10 @@ impl<T: DeserializeOwned> Query<T> {
     ///
     /// # Errors
     /// The first failing page's error.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the items read so far; the hub keeps no state for a query,
+    /// so nothing else is lost.
     pub async fn collect_all(mut self) -> Result<Vec<T>> {
         let mut all: Vec<T> = self.buffer.drain(..).collect();
         while let Some(page) = self.next_page().await? {

@@ -17,6 +17,19 @@ impl ServiceClient {
     /// # Errors
     /// [`ErrorKind::Conflict`] when it exists; [`ErrorKind::Unauthorized`] without
     /// RegistryWrite.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Creating it again gives `Conflict`, which tells you it was applied.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::Device;
+    /// let created = service.create_device(&Device::new("sensor-42", None)).await?;
+    /// println!("{} created, etag {:?}", created.device_id, created.etag);
+    /// # Ok(()) }
+    /// ```
     pub async fn create_device(&self, device: &Device) -> Result<Device> {
         check_id("deviceId", &device.device_id)?;
         let call = Call::new(Method::PUT, vec!["devices", &device.device_id]).json(device)?;
@@ -27,6 +40,17 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let device = service.get_device("myDevice").await?;
+    /// println!("{:?} since {:?}", device.connection_state, device.connection_state_updated_time);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_device(&self, device_id: &str) -> Result<Device> {
         self.send(Call::new(Method::GET, vec!["devices", device_id]))
             .await?
@@ -37,6 +61,21 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::PreconditionFailed`] when the etag is stale; [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Repeating it with the same etag is safe: a stale etag gives `PreconditionFailed`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{DeviceStatus, IfMatch};
+    /// let mut device = service.get_device("sensor-42").await?;
+    /// device.status = DeviceStatus::Disabled;
+    /// let etag = device.etag.clone().unwrap_or_default();
+    /// service.update_device(&device, IfMatch::Etag(etag)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn update_device(&self, device: &Device, if_match: IfMatch) -> Result<Device> {
         let call = Call::new(Method::PUT, vec!["devices", &device.device_id])
             .json(device)?
@@ -49,6 +88,18 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::PreconditionFailed`]; [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Repeating it is safe: a second delete gives `NotFound`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::IfMatch;
+    /// service.delete_device("sensor-42", IfMatch::Any).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_device(&self, device_id: &str, if_match: IfMatch) -> Result<()> {
         let call = Call::new(Method::DELETE, vec!["devices", device_id])
             .header("If-Match", if_match.header())
@@ -60,6 +111,18 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::Unauthorized`] without RegistryRead.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// for device in service.list_devices(100).await? {
+    ///     println!("{} {:?}", device.device_id, device.connection_state);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_devices(&self, top: u32) -> Result<Vec<Device>> {
         let mut call = Call::new(Method::GET, vec!["devices"]);
         call.query.push(("top", top.clamp(1, 1000).to_string()));
@@ -70,6 +133,19 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::Conflict`]; [`ErrorKind::NotFound`] for an unknown device.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Creating it again gives `Conflict`, which tells you it was applied.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::Module;
+    /// let module = service.create_module(&Module::new("myDevice", "thermostat", None)).await?;
+    /// println!("{}/{}", module.device_id, module.module_id);
+    /// # Ok(()) }
+    /// ```
     pub async fn create_module(&self, module: &Module) -> Result<Module> {
         check_id("moduleId", &module.module_id)?;
         let call = Call::new(
@@ -84,6 +160,17 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let module = service.get_module("myDevice", "thermostat").await?;
+    /// println!("{:?}", module.connection_state);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module> {
         self.send(Call::new(
             Method::GET,
@@ -97,6 +184,20 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::PreconditionFailed`]; [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Repeating it with the same etag is safe: a stale etag gives `PreconditionFailed`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::IfMatch;
+    /// let mut module = service.get_module("myDevice", "thermostat").await?;
+    /// module.managed_by = Some("ops".to_owned());
+    /// service.update_module(&module, IfMatch::Any).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn update_module(&self, module: &Module, if_match: IfMatch) -> Result<Module> {
         let call = Call::new(
             Method::PUT,
@@ -112,6 +213,18 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::PreconditionFailed`]; [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Repeating it is safe: a second delete gives `NotFound`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::IfMatch;
+    /// service.delete_module("myDevice", "thermostat", IfMatch::Any).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_module(
         &self,
         device_id: &str,
@@ -131,6 +244,18 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// for module in service.list_modules("myDevice").await? {
+    ///     println!("{}", module.module_id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_modules(&self, device_id: &str) -> Result<Vec<Module>> {
         self.send(Call::new(
             Method::GET,
@@ -144,6 +269,17 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::Unauthorized`] without RegistryRead.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let stats = service.device_statistics().await?;
+    /// println!("{} devices, {} enabled", stats.total_device_count, stats.enabled_device_count);
+    /// # Ok(()) }
+    /// ```
     pub async fn device_statistics(&self) -> Result<RegistryStatistics> {
         self.send(Call::new(Method::GET, vec!["statistics", "devices"]).retry(Retry::Idempotent))
             .await?

@@ -113,6 +113,18 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] for an unknown device.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let twin = service.get_twin("myDevice").await?;
+    /// let reboot_time: Option<String> = twin.reported("rebootTime").transpose()?;
+    /// println!("last reboot: {reboot_time:?}");
+    /// # Ok(()) }
+    /// ```
     pub async fn get_twin(&self, device_id: &str) -> Result<Twin> {
         self.send(Call::new(Method::GET, vec!["twins", device_id]))
             .await?
@@ -123,6 +135,17 @@ impl ServiceClient {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] for an unknown device or module.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request; nothing changes on the hub.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// let twin = service.get_module_twin("myDevice", "thermostat").await?;
+    /// println!("{:?}", twin.properties.desired);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_module_twin(&self, device_id: &str, module_id: &str) -> Result<Twin> {
         self.send(Call::new(
             Method::GET,
@@ -138,6 +161,22 @@ impl ServiceClient {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a patch that breaks the hub's rules (before sending);
     /// [`ErrorKind::PreconditionFailed`] when the etag is stale; [`ErrorKind::NotFound`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. A patch is a merge, so sending it again is safe.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{IfMatch, TwinPatch};
+    /// let patch = TwinPatch::new()
+    ///     .tag("location", serde_json::json!({ "region": "US" }))
+    ///     .desired("telemetryInterval", serde_json::json!(30));
+    /// let twin = service.update_twin("myDevice", &patch, IfMatch::Any).await?;
+    /// println!("desired is now version {:?}", twin.properties.desired.version);
+    /// # Ok(()) }
+    /// ```
     pub async fn update_twin(
         &self,
         device_id: &str,
@@ -152,6 +191,21 @@ impl ServiceClient {
     ///
     /// # Errors
     /// As [`ServiceClient::update_twin`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Replacing again with the same content is safe.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{IfMatch, TwinPatch};
+    /// let twin = service.get_twin("myDevice").await?;
+    /// let whole = TwinPatch::new().desired("telemetryInterval", serde_json::json!(60));
+    /// let etag = twin.etag.clone().unwrap_or_default();
+    /// service.replace_twin("myDevice", &whole, IfMatch::Etag(etag)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn replace_twin(
         &self,
         device_id: &str,
@@ -166,6 +220,19 @@ impl ServiceClient {
     ///
     /// # Errors
     /// As [`ServiceClient::update_twin`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. A patch is a merge, so sending it again is safe.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{IfMatch, TwinPatch};
+    /// let patch = TwinPatch::new().desired("setpoint", serde_json::json!(21.5));
+    /// service.update_module_twin("myDevice", "thermostat", &patch, IfMatch::Any).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn update_module_twin(
         &self,
         device_id: &str,
@@ -186,6 +253,19 @@ impl ServiceClient {
     ///
     /// # Errors
     /// As [`ServiceClient::update_twin`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request; if it was already sent the hub may still
+    /// apply it, exactly as after a timeout. Replacing again with the same content is safe.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(service: iot_service::ServiceClient) -> Result<(), iot_service::Error> {
+    /// use iot_service::{IfMatch, TwinPatch};
+    /// let whole = TwinPatch::new().desired("setpoint", serde_json::json!(21.5));
+    /// service.replace_module_twin("myDevice", "thermostat", &whole, IfMatch::Any).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn replace_module_twin(
         &self,
         device_id: &str,

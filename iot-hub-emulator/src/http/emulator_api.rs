@@ -2,7 +2,10 @@
 //! service token with ServiceConnect, like the rest of the API (except `/emulator/health`).
 //!
 //! - `GET /emulator/health` — liveness, no auth.
-//! - `GET /emulator/telemetry[?deviceId=]` — the buffered device-to-cloud messages.
+//! - `GET /emulator/telemetry[?deviceId=&top=&continuationToken=]` — the buffered
+//!   device-to-cloud messages, oldest first, in pages of at most 1000 records and about 4 MiB;
+//!   `x-ms-continuation` in the answer is the next page's token (send it back as the header or
+//!   as `continuationToken`). Text bodies are `body`, binary ones `bodyBase64`.
 //! - `DELETE /emulator/telemetry` — empties the buffer.
 //! - `POST /emulator/devices/{id}/messages` — queues a cloud-to-device message; the body is the
 //!   message body, query parameters `messageId`, `correlationId`, `contentType`,
@@ -14,7 +17,9 @@
 
 use super::AppState;
 use super::response::{ApiResult, authorize, json};
+use crate::error::ApiError;
 use crate::hub::C2dMessage;
+use crate::limits;
 use crate::registry::Rights;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -24,6 +29,8 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use iot_common::MessageProperties;
 use std::collections::HashMap;
+
+const CONTINUATION: &str = "x-ms-continuation";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -52,8 +59,41 @@ async fn telemetry(
     h: HeaderMap,
 ) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
-    let records = s.hub.telemetry(q.get("deviceId").map(String::as_str));
-    Ok(json(StatusCode::OK, &records, None))
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        q.get(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{name} must be a non-negative integer"))
+                })
+            })
+            .transpose()
+    };
+    // Paged like the hub's query API: the next page's start travels in x-ms-continuation
+    // (header or `?continuationToken=`), so a reader never gets the whole buffer in one body.
+    let from = match h.get(CONTINUATION).and_then(|v| v.to_str().ok()) {
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("x-ms-continuation is not a token from this API"))?,
+        None => number("continuationToken")?.unwrap_or(0),
+    };
+    let top = number("top")?.map_or(limits::TELEMETRY_PAGE_MAX, |t| {
+        usize::try_from(t).map_or(limits::TELEMETRY_PAGE_MAX, |t| {
+            t.clamp(1, limits::TELEMETRY_PAGE_MAX)
+        })
+    });
+    let (records, next) = s.hub.telemetry_page(
+        q.get("deviceId").map(String::as_str),
+        from,
+        top,
+        limits::TELEMETRY_PAGE_MAX_BYTES,
+    );
+    let mut r = json(StatusCode::OK, &records, None);
+    if let Some(next) = next
+        && let Ok(v) = axum::http::HeaderValue::from_str(&next.to_string())
+    {
+        r.headers_mut().insert(CONTINUATION, v);
+    }
+    Ok(r)
 }
 
 async fn clear_telemetry(State(s): State<AppState>, h: HeaderMap) -> ApiResult {

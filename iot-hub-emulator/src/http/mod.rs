@@ -3,6 +3,7 @@
 
 mod emulator_api;
 mod jobs_api;
+mod not_emulated;
 mod registry_api;
 mod response;
 mod twin_api;
@@ -11,8 +12,7 @@ mod ws;
 use crate::hub::Hub;
 use axum::Router;
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,11 +89,21 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             durable_answers,
         ))
+        .fallback(not_emulated::not_found)
+        .method_not_allowed_fallback(not_emulated::method_not_allowed)
         .with_state(state)
 }
 
 /// Accepts HTTPS connections until shutdown.
-pub(crate) async fn accept_loop(listener: TcpListener, tls: TlsAcceptor, state: AppState) {
+///
+/// `idle` closes connections that do not send a complete request head in time: silent after
+/// the handshake, idle between keep-alive requests, or stalled part-way through a head.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    idle: Duration,
+    state: AppState,
+) {
     let app = router(state.clone());
     let mut shutdown = state.shutdown.clone();
     loop {
@@ -114,13 +124,20 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: TlsAcceptor, state: 
         let mut conn_shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             let Ok(Ok(stream)) =
-                tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+                tokio::time::timeout(crate::limits::TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await
             else {
                 return;
             };
             let service = TowerToHyperService::new(app);
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            // HTTP/1.1 only (ALPN offers nothing else): hyper-util's auto builder would sniff
+            // the version with a read that has no timeout. hyper's header-read timer also runs
+            // while a keep-alive connection waits for its next request, so it is the idle
+            // timeout too; without a timer it never fires.
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(idle);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::select! {
                 _ = conn => {}
                 _ = conn_shutdown.changed() => {}

@@ -47,13 +47,19 @@ struct Connection {
     must_commit: bool,
 }
 
-/// Reads one packet; `Err(None)` when the connection closed, `Err(Some(_))` when the bytes
-/// are not a valid packet.
-async fn read_packet<R: AsyncRead + Unpin>(
+/// Reads the first packet; a CONNECT whose protocol level is not 4 is reported as
+/// `InvalidProtocolLevel` from its raw bytes, since a 3.1.1 codec cannot parse an MQTT 5
+/// CONNECT (its properties shift every field).
+async fn read_connect<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
 ) -> Result<Packet, Option<CodecError>> {
     loop {
+        if let Some(level) = connect_protocol_level(buf)
+            && level != 4
+        {
+            return Err(Some(CodecError::InvalidProtocolLevel(level)));
+        }
         match Packet::read(buf, MAX_INCOMING_PACKET) {
             Ok(p) => return Ok(p),
             Err(CodecError::InsufficientBytes(_)) => {}
@@ -64,6 +70,18 @@ async fn read_packet<R: AsyncRead + Unpin>(
             Ok(_) => {}
         }
     }
+}
+
+/// The protocol level of a CONNECT at the start of `buf`, read without parsing the rest.
+fn connect_protocol_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    // Skip the fixed header's remaining-length varint (at most 4 bytes).
+    let len_bytes = buf.get(1..5)?.iter().position(|b| b & 0x80 == 0)? + 1;
+    let rest = buf.get(1 + len_bytes..)?;
+    let name_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    rest.get(2 + name_len).copied()
 }
 
 /// Writes the last bytes to a closing connection, giving up after a short while.
@@ -94,7 +112,7 @@ where
     let mut out = BytesMut::with_capacity(256);
     let connect = match tokio::time::timeout(
         crate::limits::MQTT_CONNECT_TIMEOUT,
-        read_packet(&mut rd, &mut inbuf),
+        read_connect(&mut rd, &mut inbuf),
     )
     .await
     {
@@ -130,6 +148,9 @@ where
         tx,
         connect.clean_session,
     );
+    if let Some(model_id) = &identity.model_id {
+        hub.set_model_id(&identity.device_id, identity.module_id.as_deref(), model_id);
+    }
     tracing::info!(device_id = %identity.device_id, module_id = ?identity.module_id, "device connected");
     let _ = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, present))
         .write(&mut out, MAX_OUTGOING_PACKET);
@@ -239,13 +260,13 @@ where
         ) {
             properties.custom.splice(0..0, p.custom);
         }
-        hub.record_telemetry(TelemetryRecord {
-            device_id: identity.device_id.clone(),
-            module_id: identity.module_id.clone(),
+        hub.record_telemetry(TelemetryRecord::new(
+            identity.device_id.clone(),
+            identity.module_id.clone(),
             properties,
-            body: String::from_utf8_lossy(&will.message).into_owned(),
-            enqueued_time: now_string(),
-        });
+            will.message.clone(),
+            now_string(),
+        ));
     }
     let unacked: Vec<C2dMessage> = {
         let mut v: Vec<_> = conn.c2d_in_flight.drain().collect();
@@ -414,13 +435,13 @@ impl Connection {
                         .custom
                         .push(("mqtt-retain".into(), "true".into()));
                 }
-                self.hub.record_telemetry(TelemetryRecord {
+                self.hub.record_telemetry(TelemetryRecord::new(
                     device_id,
                     module_id,
                     properties,
-                    body: String::from_utf8_lossy(&p.payload).into_owned(),
-                    enqueued_time: now_string(),
-                });
+                    p.payload.clone(),
+                    now_string(),
+                ));
             }
             DeviceTopic::MethodResponse { status, rid } => {
                 if p.payload.len() > iot_common::method::MAX_PAYLOAD_BYTES {
