@@ -43,28 +43,44 @@ pub fn emulator_binary() -> std::io::Result<PathBuf> {
 impl EmulatorProcess {
     /// Starts the emulator with `seed` devices; `mqtt_port` 0 picks a free port.
     pub async fn spawn(seed: &serde_json::Value, mqtt_port: u16) -> std::io::Result<Self> {
+        Self::spawn_with(Some(seed), mqtt_port, None).await
+    }
+
+    /// Starts the emulator, optionally with `seed` devices and a `--state` directory.
+    pub async fn spawn_with(
+        seed: Option<&serde_json::Value>,
+        mqtt_port: u16,
+        state: Option<&Path>,
+    ) -> std::io::Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("iot-bench-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&dir)?;
         let seed_file = dir.join("seed.json");
-        std::fs::write(&seed_file, serde_json::to_vec(seed)?)?;
+        if let Some(seed) = seed {
+            std::fs::write(&seed_file, serde_json::to_vec(seed)?)?;
+        }
         let mqtt_port = if mqtt_port == 0 {
             free_port()?
         } else {
             mqtt_port
         };
         let https_port = free_port()?;
-        let mut child = Command::new(emulator_binary()?)
-            .args([
-                "--mqtt-port",
-                &mqtt_port.to_string(),
-                "--https-port",
-                &https_port.to_string(),
-            ])
-            .arg("--cert-dir")
-            .arg(dir.join("certs"))
-            .arg("--seed")
-            .arg(&seed_file)
+        let mut cmd = Command::new(emulator_binary()?);
+        cmd.args([
+            "--mqtt-port",
+            &mqtt_port.to_string(),
+            "--https-port",
+            &https_port.to_string(),
+        ])
+        .arg("--cert-dir")
+        .arg(dir.join("certs"));
+        if seed.is_some() {
+            cmd.arg("--seed").arg(&seed_file);
+        }
+        if let Some(state) = state {
+            cmd.arg("--state").arg(state);
+        }
+        let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -20,7 +20,8 @@ const KEY: &str = "SW9USHViRW11bGF0b3JEZXZlbG9wbWVudERldmljZTE=";
 #[derive(Parser, Debug)]
 #[command(about = "End-to-end benchmarks of azure-iot-rs against the emulator")]
 struct Args {
-    /// Scenarios to run: roundtrip, reported, throughput, fleet, query (comma-separated) or all.
+    /// Scenarios to run: roundtrip, reported, throughput, creates, fleet, query
+    /// (comma-separated) or all.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Sequential calls for the round trip and sequential patches.
@@ -51,6 +52,10 @@ struct Args {
     /// first.
     #[arg(long)]
     install_python: bool,
+    /// Keep the emulator's state in this directory (`--state`), created fresh for the run;
+    /// without it the emulator keeps everything in memory.
+    #[arg(long, value_name = "DIR")]
+    state: Option<std::path::PathBuf>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench-results.json")]
     json: String,
@@ -237,6 +242,27 @@ async fn throughput(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error:
         "methods": { "calls": args.total, "concurrency": args.concurrency, "devices": d, "calls_per_s": rate, "latency": l, "failures": failures },
         "reported": { "patches": args.total, "concurrency": args.concurrency, "devices": d, "patches_per_s": prate, "latency": pl, "failures": pfail },
     }))
+}
+
+/// Registry creates from concurrent service callers: each a new device, answered once stored.
+async fn creates(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
+    let svc = b.service.clone();
+    let run = std::process::id();
+    let (l, rate, failures) = concurrent(args.total, args.concurrency, move |i| {
+        let svc = svc.clone();
+        async move {
+            let d = iot_service::Device::new(format!("create-{run}-{i}"), None);
+            svc.create_device(&d).await.is_ok()
+        }
+    })
+    .await;
+    println!(
+        "registry creates, concurrent: {} creates, {} callers: {:.0} creates/s  p50 {:.2} ms  p99 {:.2} ms  failures {}",
+        args.total, args.concurrency, rate, l.p50_ms, l.p99_ms, failures
+    );
+    Ok(
+        json!({ "creates": args.total, "concurrency": args.concurrency, "creates_per_s": rate, "latency": l, "failures": failures }),
+    )
 }
 
 async fn reported_sequential(b: &Bench, n: usize) -> Result<Value, Box<dyn std::error::Error>> {
@@ -444,7 +470,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fd_limit = measure::raise_fd_limit();
     let want =
         |s: &str| args.scenarios == "all" || args.scenarios.split(',').any(|x| x.trim() == s);
-    let emu = EmulatorProcess::spawn(&seed(&args), if args.python { 8883 } else { 0 }).await?;
+    if let Some(dir) = &args.state {
+        // A fresh state each run: the figures must not depend on what an earlier run left.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let emu = EmulatorProcess::spawn_with(
+        Some(&seed(&args)),
+        if args.python { 8883 } else { 0 },
+        args.state.as_deref(),
+    )
+    .await?;
     let ca = emu.env["IOTHUB_CA_CERT"].clone();
     let service = ServiceClient::from_connection_string(
         &emu.env["IOTHUB_CONNECTION_STRING"],
@@ -477,6 +512,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if want("throughput") {
         results.insert("throughput".into(), throughput(&b, &args).await?);
+    }
+    if want("creates") {
+        results.insert("creates".into(), creates(&b, &args).await?);
     }
     if want("fleet") {
         results.insert("fleet".into(), fleet(&b, args.fleet).await?);
