@@ -107,6 +107,57 @@ else
   echo "== node SDK checks skipped: node or npm not installed"
 fi
 
+# 8-9. Restart checks: an official device SDK, whose process is never restarted, stays with the
+# hub across kill -9 and restart with --state. The hub is killed, comes back refusing devices
+# (CONNACK 3) while a C2D message is queued, is killed again and comes back: the device must
+# reconnect by itself, get the pending message, answer a method and have its reported patches
+# acknowledged, all on the persistent MQTT session the hub stored.
+start_emu() { # extra emulator arguments
+  "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
+    --state "$work/state" "$@" >> "$work/emulator.log" 2>&1 &
+  emu_pid=$!
+  for _ in $(seq 1 100); do
+    [ "$(grep -c '^export IOTHUB_CA_CERT' "$work/emulator.log")" -gt "$starts" ] && starts=$((starts + 1)) && return 0
+    sleep 0.1
+  done
+  echo "emulator did not restart"; return 1
+}
+kill9_emu() { kill -9 "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; }
+seen_after() { # file first-line pattern: waits up to 150 s for pattern at or after first-line
+  for _ in $(seq 1 1500); do tail -n "+$2" "$1" | grep -q "$3" && return 0; sleep 0.1; done
+  echo "not seen after the restart: $3"; tail -20 "$1"; return 1
+}
+restart_check() { # NAME DEVICE_FUNCTION
+  local name=$1 device=$2 log="$work/restart-$1.log" ok=0
+  kill9_emu; rm -rf "$work/state"
+  start_emu || return 1
+  "$device" > "$log" 2>&1 &
+  local pid=$!
+  devices+=("$pid")
+  seen_after "$log" 1 "reported acked 1" || ok=1
+  "$venv/bin/python" "$here/restart_service.py" method || ok=1
+  kill9_emu; start_emu --fault-refuse-connections 30 || ok=1
+  "$venv/bin/python" "$here/restart_service.py" c2d "pending-$name" || ok=1
+  kill9_emu
+  local mark=$(($(wc -l < "$log") + 1))
+  start_emu || ok=1
+  "$venv/bin/python" "$here/restart_service.py" method || ok=1
+  seen_after "$log" "$mark" "c2d pending-$name" && echo "PASS pending c2d delivered after the restart" || ok=1
+  seen_after "$log" "$mark" "reported acked" && echo "PASS reported patch acknowledged after the restart" || ok=1
+  kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  [ "$ok" = 0 ] || { echo "--- device log"; tail -30 "$log"; }
+  return "$ok"
+}
+starts=1
+py_restart_device() { exec "$venv/bin/python" "$here/restart_device.py"; }
+node_restart_device() { exec node "$here/node/restart_device.js"; }
+checks=$((checks + 1))
+run "python device across kill -9 + restart with --state" restart_check python py_restart_device
+if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
+  checks=$((checks + 1))
+  run "node device across kill -9 + restart with --state" restart_check node node_restart_device
+fi
+
 if [ "$failed" != 0 ]; then
   echo "--- emulator log"; tail -50 "$work/emulator.log"
   echo "--- device logs"; cat "$work"/device-*.log 2>/dev/null | tail -40
