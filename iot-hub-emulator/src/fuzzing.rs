@@ -59,6 +59,7 @@ impl Harness {
             None,
             Default::default(),
             Default::default(),
+            Default::default(),
         ));
         let far = crate::hub::unix_now() + 3600;
         let token = SasToken::for_service(

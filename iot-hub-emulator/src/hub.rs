@@ -177,6 +177,7 @@ impl Hub {
         store: Option<Arc<crate::store::Store>>,
         persistent_subs: HashMap<String, u8>,
         c2d: HashMap<String, VecDeque<C2dMessage>>,
+        jobs: crate::jobs::JobStore,
     ) -> Self {
         let next_c2d = c2d.values().flatten().map(|m| m.id).max().unwrap_or(0) + 1;
         let faults = crate::faults::FaultState::default();
@@ -198,7 +199,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             store,
             session_changed: Notify::new(),
-            jobs: Mutex::default(),
+            jobs: Mutex::new(jobs),
             faults,
         }
     }
@@ -218,6 +219,14 @@ impl Hub {
             let mut reg = lock(&self.registry);
             let writes = reg.take_changes();
             store.enqueue(writes);
+        }
+    }
+
+    /// Hands the rows `changes` returns to the store (called under the lock that ordered the
+    /// changes, so rows are committed in the order they were made).
+    pub(crate) fn persist_with(&self, changes: impl FnOnce() -> Vec<crate::store::Write>) {
+        if let Some(store) = &self.store {
+            store.enqueue(changes());
         }
     }
 

@@ -7,7 +7,7 @@ use crate::hub::{Hub, lock, now_string};
 use crate::query::{self, Collection};
 use iot_common::{ErrorCode, JobRequest, JobResponse, JobStatus, JobType};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -17,6 +17,76 @@ use tokio::sync::watch;
 pub(crate) struct JobStore {
     jobs: BTreeMap<String, JobResponse>,
     device_jobs: BTreeMap<String, Vec<Value>>,
+    /// Jobs and device rows changed since the last hand-over to `--state`.
+    changed_jobs: BTreeSet<String>,
+    changed_rows: BTreeSet<(String, usize)>,
+}
+
+/// The store key of a job's per-device row: the zero-padded index keeps the rows in order.
+fn row_key(job_id: &str, index: usize) -> String {
+    format!("{job_id}/{index:010}")
+}
+
+impl JobStore {
+    fn touch(&mut self, id: &str) {
+        self.changed_jobs.insert(id.to_owned());
+    }
+
+    fn touch_rows(&mut self, id: &str, rows: impl IntoIterator<Item = usize>) {
+        for i in rows {
+            self.changed_rows.insert((id.to_owned(), i));
+        }
+    }
+
+    /// The changes since the last call, as store rows (a job and each of its device rows).
+    pub(crate) fn take_changes(&mut self) -> Vec<crate::store::Write> {
+        use crate::store::Kind;
+        let mut out = Vec::new();
+        for id in std::mem::take(&mut self.changed_jobs) {
+            let v = self.jobs.get(&id).and_then(|j| serde_json::to_vec(j).ok());
+            out.push(((Kind::Job, id), v));
+        }
+        for (id, i) in std::mem::take(&mut self.changed_rows) {
+            let v = self
+                .device_jobs
+                .get(&id)
+                .and_then(|rows| rows.get(i))
+                .and_then(|r| serde_json::to_vec(r).ok());
+            out.push(((Kind::JobDevice, row_key(&id, i)), v));
+        }
+        out
+    }
+
+    /// Jobs from the store's rows. A job that was running when the emulator stopped is
+    /// marked failed: its run cannot be resumed half-way.
+    pub(crate) fn from_rows(
+        jobs: Vec<(String, Vec<u8>)>,
+        rows: Vec<(String, Vec<u8>)>,
+    ) -> Result<Self, String> {
+        let mut store = Self::default();
+        for (id, v) in jobs {
+            let mut job: JobResponse =
+                serde_json::from_slice(&v).map_err(|e| format!("job {id} ({e})"))?;
+            if is_active(job.status) && job.status != JobStatus::Scheduled {
+                job.status = JobStatus::Failed;
+                job.end_time = Some(now_string());
+                job.status_message = Some("The emulator restarted while the job ran.".into());
+                store.touch(&id);
+            }
+            store.jobs.insert(id, job);
+        }
+        // Keys sort by job then zero-padded index, so rows come back in order.
+        for (key, v) in rows {
+            let row: Value =
+                serde_json::from_slice(&v).map_err(|e| format!("job row {key} ({e})"))?;
+            let job = key
+                .rsplit_once('/')
+                .map(|(j, _)| j.to_owned())
+                .ok_or_else(|| format!("job row {key}"))?;
+            store.device_jobs.entry(job).or_default().push(row);
+        }
+        Ok(store)
+    }
 }
 
 fn is_active(status: JobStatus) -> bool {
@@ -49,7 +119,9 @@ impl JobStore {
                 .map(|(id, _)| id.clone());
             let Some(oldest) = oldest else { break };
             self.jobs.remove(&oldest);
-            self.device_jobs.remove(&oldest);
+            let rows = self.device_jobs.remove(&oldest).map_or(0, |r| r.len());
+            self.touch(&oldest);
+            self.touch_rows(&oldest, 0..rows);
         }
         Ok(())
     }
@@ -144,6 +216,9 @@ impl Hub {
         job.cloud_to_device_method = req.cloud_to_device_method;
         job.update_twin = req.update_twin;
         store.jobs.insert(id.to_owned(), job.clone());
+        store.touch(id);
+        drop(store);
+        self.persist_jobs();
         Ok(job)
     }
 
@@ -166,7 +241,11 @@ impl Hub {
             job.status = JobStatus::Cancelled;
             job.end_time = Some(now_string());
         }
-        Ok(job.clone())
+        let job = job.clone();
+        store.touch(id);
+        drop(store);
+        self.persist_jobs();
+        Ok(job)
     }
 
     /// Jobs filtered by type and status (names compared case-insensitively).
@@ -184,21 +263,38 @@ impl Hub {
             .collect()
     }
 
+    /// Hands the jobs' changes to `--state`.
+    pub(crate) fn persist_jobs(&self) {
+        self.persist_with(|| lock(self.job_store()).take_changes());
+    }
+
     fn update_job(&self, id: &str, f: impl FnOnce(&mut JobResponse)) {
-        if let Some(job) = lock(self.job_store()).jobs.get_mut(id) {
+        {
+            let mut store = lock(self.job_store());
+            let Some(job) = store.jobs.get_mut(id) else {
+                return;
+            };
             f(job);
+            store.touch(id);
         }
+        self.persist_jobs();
     }
 
     fn set_device_job(&self, job_id: &str, index: usize, f: impl FnOnce(&mut Value)) {
-        if let Some(rec) = lock(self.job_store())
-            .device_jobs
-            .get_mut(job_id)
-            .and_then(|v| v.get_mut(index))
         {
+            let mut store = lock(self.job_store());
+            let Some(rec) = store
+                .device_jobs
+                .get_mut(job_id)
+                .and_then(|v| v.get_mut(index))
+            else {
+                return;
+            };
             f(rec);
             rec["lastUpdatedDateTimeUtc"] = Value::String(now_string());
+            store.touch_rows(job_id, [index]);
         }
+        self.persist_jobs();
     }
 
     fn job_status(&self, id: &str) -> Option<JobStatus> {
@@ -238,8 +334,12 @@ pub(crate) async fn scheduler(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>
                     j.status = JobStatus::Running;
                     j.clone()
                 })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .inspect(|j| store.touch(&j.job_id))
                 .collect()
         };
+        hub.persist_jobs();
         for job in due {
             tokio::spawn(run_job(hub.clone(), job));
         }
@@ -264,18 +364,23 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
         .collect();
     let created = now_string();
     let kind = job_type_name(job.job_type);
-    lock(hub.job_store()).device_jobs.insert(
-        id.clone(),
-        devices
-            .iter()
-            .map(|d| {
-                json!({
-                    "deviceId": d, "jobId": id, "jobType": kind, "status": "pending",
-                    "createdDateTimeUtc": created, "lastUpdatedDateTimeUtc": created,
+    {
+        let mut store = lock(hub.job_store());
+        store.device_jobs.insert(
+            id.clone(),
+            devices
+                .iter()
+                .map(|d| {
+                    json!({
+                        "deviceId": d, "jobId": id, "jobType": kind, "status": "pending",
+                        "createdDateTimeUtc": created, "lastUpdatedDateTimeUtc": created,
+                    })
                 })
-            })
-            .collect(),
-    );
+                .collect(),
+        );
+        store.touch_rows(&id, 0..devices.len());
+    }
+    hub.persist_jobs();
     let total = devices.len() as u64;
     hub.update_job(&id, |j| {
         j.device_job_statistics.device_count = total;

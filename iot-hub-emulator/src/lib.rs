@@ -77,6 +77,7 @@ type StateParts = (
     Registry,
     std::collections::HashMap<String, u8>,
     std::collections::HashMap<String, std::collections::VecDeque<hub::C2dMessage>>,
+    jobs::JobStore,
 );
 
 /// Entry point: `Emulator::builder()…start().await`.
@@ -254,7 +255,12 @@ impl EmulatorBuilder {
             Some(mut reg) => {
                 tracing::info!(file = %legacy_file.display(), "migrating the state file into state.db");
                 reg.track_changes();
-                Ok((reg, Default::default(), Default::default()))
+                Ok((
+                    reg,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                ))
             }
             None => Registry::from_rows(&mut loaded)
                 .map_err(|(what, e)| format!("{what} ({e})"))
@@ -267,11 +273,15 @@ impl EmulatorBuilder {
                         sessions.insert(client_id, subs);
                     }
                     let c2d = hub::C2dMessage::from_rows(loaded.take(store::Kind::C2d))?;
-                    Ok((reg, sessions, c2d))
+                    let jobs = jobs::JobStore::from_rows(
+                        loaded.take(store::Kind::Job),
+                        loaded.take(store::Kind::JobDevice),
+                    )?;
+                    Ok((reg, sessions, c2d, jobs))
                 }),
         };
         match parsed {
-            Ok((registry, sessions, c2d)) => Ok((Some(store), registry, sessions, c2d)),
+            Ok((registry, sessions, c2d, jobs)) => Ok((Some(store), registry, sessions, c2d, jobs)),
             Err(what) => {
                 store.close();
                 Err(EmulatorError::State(format!(
@@ -283,11 +293,12 @@ impl EmulatorBuilder {
     }
 
     fn build_registry(&self, loopback: bool) -> Result<StateParts, EmulatorError> {
-        let (store, mut reg, sessions, c2d) = match &self.state_dir {
+        let (store, mut reg, sessions, c2d, jobs) = match &self.state_dir {
             Some(d) => Self::open_state(d)?,
             None => (
                 None,
                 Registry::default(),
+                Default::default(),
                 Default::default(),
                 Default::default(),
             ),
@@ -299,7 +310,7 @@ impl EmulatorBuilder {
             }
             return Err(e);
         }
-        Ok((store, reg, sessions, c2d))
+        Ok((store, reg, sessions, c2d, jobs))
     }
 
     /// Adds the default policies, the development device, the seed and the builder's devices.
@@ -413,7 +424,7 @@ impl EmulatorBuilder {
     /// Bind failures, unreadable state/seed/certificate files, or an invalid configuration.
     pub async fn start(self) -> Result<RunningEmulator, EmulatorError> {
         let loopback = self.bind.is_loopback();
-        let (store, registry, sessions, c2d) = self.build_registry(loopback)?;
+        let (store, registry, sessions, c2d, jobs) = self.build_registry(loopback)?;
         let tls = tls::load_or_generate(
             self.cert_dir.as_deref(),
             std::slice::from_ref(&self.host_name),
@@ -432,6 +443,7 @@ impl EmulatorBuilder {
             store,
             sessions,
             c2d,
+            jobs,
         ));
         hub.faults.apply(&self.faults);
         // What start-up added (policies, seed, migration) is stored before anyone is answered.

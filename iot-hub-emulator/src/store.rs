@@ -44,6 +44,10 @@ pub(crate) enum Kind {
     Session,
     /// A pending cloud-to-device message (`device/number`).
     C2d,
+    /// A job.
+    Job,
+    /// One device's row of a job (`job/index`).
+    JobDevice,
 }
 
 impl Kind {
@@ -54,6 +58,8 @@ impl Kind {
             Self::Device => "device",
             Self::Session => "session",
             Self::C2d => "c2d",
+            Self::Job => "job",
+            Self::JobDevice => "jobDevice",
         }
     }
 
@@ -64,6 +70,8 @@ impl Kind {
             Self::Device,
             Self::Session,
             Self::C2d,
+            Self::Job,
+            Self::JobDevice,
         ]
         .into_iter()
         .find(|k| k.name() == s)

@@ -545,3 +545,81 @@ async fn corrupt_or_newer_state_refuses_to_start_and_is_left_untouched() {
     assert!(err.contains("schema version 99"), "{err}");
     assert_eq!(std::fs::read(newer.join("state.db")).unwrap(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_and_their_device_rows_survive_kill_9() {
+    let state = TempDir::new("jobs-state");
+    let certs = TempDir::new("jobs-certs");
+    let emu = start(&state.0, &certs.0);
+    let job = |id: &str, start: &str| {
+        serde_json::json!({
+            "jobId": id, "type": "scheduleUpdateTwin",
+            "queryCondition": format!("deviceId = '{}'", dev_keys::DEV_DEVICE_ID),
+            "updateTwin": { "etag": "*", "tags": { "job": id } },
+            "startTime": start, "maxExecutionTimeInSeconds": 60,
+        })
+    };
+    let later = "2099-01-01T00:00:00Z";
+    let (status, _) = emu
+        .send(
+            reqwest::Method::PUT,
+            "/jobs/v2/later",
+            Some(job("later", later)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let now = chrono::Utc::now().to_rfc3339();
+    let (status, _) = emu
+        .send(reqwest::Method::PUT, "/jobs/v2/now", Some(job("now", &now)))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut done = false;
+    for _ in 0..300 {
+        let (_, j) = emu
+            .send(reqwest::Method::GET, "/jobs/v2/now", None)
+            .await
+            .unwrap();
+        if j["status"] == "completed" {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done, "the job did not complete");
+    // The job's last row is handed to the store as it completes; give it a commit.
+    let (status, _) = emu
+        .send(
+            reqwest::Method::PUT,
+            "/devices/sync-point",
+            Some(serde_json::json!({ "deviceId": "sync-point" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    emu.kill9();
+    let emu = start(&state.0, &certs.0);
+    let (status, later_job) = emu
+        .send(reqwest::Method::GET, "/jobs/v2/later", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{later_job}");
+    assert_eq!(later_job["status"], "scheduled");
+    let (status, now_job) = emu
+        .send(reqwest::Method::GET, "/jobs/v2/now", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{now_job}");
+    assert_eq!(now_job["status"], "completed");
+    let (_, rows) = emu
+        .send(
+            reqwest::Method::POST,
+            "/devices/query",
+            Some(serde_json::json!({ "query": "SELECT * FROM devices.jobs WHERE jobId = 'now'" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["status"], "completed", "{rows}");
+}
