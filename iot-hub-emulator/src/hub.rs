@@ -222,11 +222,12 @@ impl Hub {
         }
     }
 
-    /// Hands the rows `changes` returns to the store (called under the lock that ordered the
-    /// changes, so rows are committed in the order they were made).
-    pub(crate) fn persist_with(&self, changes: impl FnOnce() -> Vec<crate::store::Write>) {
+    /// Hands the jobs' changes to `--state`, queued under the jobs' lock so that two
+    /// changes of one row are queued in the order they were made.
+    pub(crate) fn persist_jobs(&self) {
         if let Some(store) = &self.store {
-            store.enqueue(changes());
+            let mut jobs = lock(&self.jobs);
+            store.enqueue(jobs.take_changes());
         }
     }
 

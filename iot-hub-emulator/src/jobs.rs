@@ -263,11 +263,6 @@ impl Hub {
             .collect()
     }
 
-    /// Hands the jobs' changes to `--state`.
-    pub(crate) fn persist_jobs(&self) {
-        self.persist_with(|| lock(self.job_store()).take_changes());
-    }
-
     fn update_job(&self, id: &str, f: impl FnOnce(&mut JobResponse)) {
         {
             let mut store = lock(self.job_store());
