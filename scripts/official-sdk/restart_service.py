@@ -1,7 +1,7 @@
 """Service side of the restart checks in run.sh, with the standard library only (so that what
 is checked is the hub's REST answer, not a client's retry policy).
 
-Usage: restart_service.py method        invokes `ping` on the device until it answers 200
+Usage: restart_service.py method WHEN   invokes `ping` on the device until it answers 200
                                         (at most 150 s: the SDK reconnects on its own schedule)
        restart_service.py c2d BODY      queues a cloud-to-device message (emulator endpoint)
 
@@ -50,10 +50,10 @@ if sys.argv[1] == "method":
     while True:
         status, body = call("/twins/%s/methods" % device_id, {"methodName": "ping", "payload": {}, "responseTimeoutInSeconds": 20})
         if status == 200 and json.loads(body).get("payload", {}).get("pong") is True:
-            print("PASS method answered 200 after the restart", flush=True)
+            print("PASS method answered 200 %s" % sys.argv[2], flush=True)
             sys.exit(0)
         if time.time() > deadline:
-            print("FAIL method after the restart: %s %s" % (status, body[:200]), flush=True)
+            print("FAIL method %s: %s %s" % (sys.argv[2], status, body[:200]), flush=True)
             sys.exit(1)
         time.sleep(2)
 elif sys.argv[1] == "c2d":

@@ -135,13 +135,13 @@ restart_check() { # NAME DEVICE_FUNCTION
   local pid=$!
   devices+=("$pid")
   seen_after "$log" 1 "reported acked 1" || ok=1
-  "$venv/bin/python" "$here/restart_service.py" method || ok=1
+  "$venv/bin/python" "$here/restart_service.py" method "before the kill" || ok=1
   kill9_emu; start_emu --fault-refuse-connections 30 || ok=1
   "$venv/bin/python" "$here/restart_service.py" c2d "pending-$name" || ok=1
   kill9_emu
   local mark=$(($(wc -l < "$log") + 1))
   start_emu || ok=1
-  "$venv/bin/python" "$here/restart_service.py" method || ok=1
+  "$venv/bin/python" "$here/restart_service.py" method "after the restart" || ok=1
   seen_after "$log" "$mark" "c2d pending-$name" && echo "PASS pending c2d delivered after the restart" || ok=1
   seen_after "$log" "$mark" "reported acked" && echo "PASS reported patch acknowledged after the restart" || ok=1
   kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
