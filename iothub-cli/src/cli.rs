@@ -11,7 +11,8 @@ Exit codes:
      stale etag, conflict, throttled, bad request)
   2  usage or configuration error (bad flags, bad JSON, missing or malformed connection
      string, unreadable CA file)
-  3  the hub could not be reached or did not answer in time (connection, TLS, timeout)
+  3  the hub could not be reached or did not answer in time (connection, TLS, timeout;
+     `monitor --count` not reached within `--timeout`, `job schedule --wait` past --wait-timeout)
   4  the hub failed (a 5xx answer) or answered something unexpected
   5  not supported against this hub (c2d send and monitor need the emulator for now)
 
@@ -111,7 +112,7 @@ pub enum DeviceCommand {
         /// Use the secondary key.
         #[arg(long)]
         secondary: bool,
-        /// Where devices dial, HOST[:PORT], when not HostName:8883 (e.g. the emulator's
+        /// Where devices dial (HOST or HOST:PORT) when not HostName:8883 (e.g. the emulator's
         /// MQTT port when it is not 8883); written as GatewayHostName.
         #[arg(long)]
         gateway_host_name: Option<String>,
