@@ -702,3 +702,33 @@ async fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_colour_or_spinner_escapes_when_output_is_not_a_terminal() {
+    let h = start().await;
+    for args in [
+        &["device", "list"][..],
+        &["query", "SELECT * FROM devices"],
+        &["device", "show", "nobody"],
+    ] {
+        let out = tokio::time::timeout(
+            RUN_BOUND,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
+                .args(args)
+                .env(
+                    "IOTHUB_CONNECTION_STRING",
+                    h.hub.service_connection_string(),
+                )
+                .env("IOTHUB_CA_CERT", &h.ca)
+                .env_remove("NO_COLOR")
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(!out.stdout.contains(&0x1b), "{args:?}");
+        assert!(!out.stderr.contains(&0x1b), "{args:?}");
+        assert!(!out.stdout.is_empty() || !out.stderr.is_empty(), "{args:?}");
+    }
+}
