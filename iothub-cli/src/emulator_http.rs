@@ -16,13 +16,15 @@ const CONTINUATION: &str = "x-ms-continuation";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one answer's body: a telemetry page is about 4 MiB at most.
 const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Lifetime of the token signed for each request.
+const TOKEN_TTL_SECS: u64 = 600;
 
 /// A client for the emulator's own endpoints.
 pub struct EmulatorHttp {
     http: reqwest::Client,
     base: url::Url,
     authority: String,
-    token: String,
+    connection: iot_service::ServiceConnectionString,
 }
 
 fn tls(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, CliError> {
@@ -62,12 +64,6 @@ impl EmulatorHttp {
         let c = &hub.connection;
         let base = url::Url::parse(&format!("https://{}/", c.host_name))
             .map_err(|e| CliError::Usage(format!("HostName is not a valid host: {e}")))?;
-        let expiry = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            + 3600;
-        let token = SasToken::for_service(&c.host_name, &c.key_name, &c.key, expiry)
-            .map_err(|e| CliError::Usage(format!("cannot sign a SAS token: {e}")))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls(hub.ca_pem.as_deref())?)
             .connect_timeout(Duration::from_secs(10))
@@ -82,8 +78,20 @@ impl EmulatorHttp {
                 base.port_or_known_default().unwrap_or(443)
             ),
             base,
-            token: token.as_secret().expose().to_owned(),
+            connection: c.clone(),
         })
+    }
+
+    /// A fresh token per request: signing is one HMAC, and `monitor` may run for hours.
+    fn token(&self) -> Result<String, CliError> {
+        let c = &self.connection;
+        let expiry = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + TOKEN_TTL_SECS;
+        let token = SasToken::for_service(&c.host_name, &c.key_name, &c.key, expiry)
+            .map_err(|e| CliError::Usage(format!("cannot sign a SAS token: {e}")))?;
+        Ok(token.as_secret().expose().to_owned())
     }
 
     /// Whether the hub is the emulator (its `/emulator/health` answers `{"status":"ok"}`).
@@ -152,7 +160,7 @@ impl EmulatorHttp {
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(Vec<u8>, Option<u64>), CliError> {
         let resp = req
-            .header(reqwest::header::AUTHORIZATION, &self.token)
+            .header(reqwest::header::AUTHORIZATION, self.token()?)
             .send()
             .await
             .map_err(|e| self.transport(e))?;

@@ -21,7 +21,9 @@ pub async fn run(hub: &Hub, out: &Output, a: QueryArgs) -> Result<(), CliError> 
     let mut rows: Vec<Value> = Vec::new();
     {
         let spinner = out.spinner("querying");
-        let mut q = hub.client.query_raw(&a.sql).page_size(a.page_size);
+        // No point asking for pages larger than the rows wanted.
+        let page_size = u32::try_from(top).map_or(a.page_size, |t| a.page_size.min(t.max(1)));
+        let mut q = hub.client.query_raw(&a.sql).page_size(page_size);
         let mut pages = 0u64;
         while (rows.len() as u64) < top {
             let Some(page) = q.next_page().await? else {

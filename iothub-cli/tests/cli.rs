@@ -732,3 +732,51 @@ async fn no_colour_or_spinner_escapes_when_output_is_not_a_terminal() {
         assert!(!out.stdout.is_empty() || !out.stderr.is_empty(), "{args:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_stops_cleanly_on_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let h = start().await;
+    let device = h.my_device().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
+        .args(["--json", "monitor", "--device", "myDevice"])
+        .env(
+            "IOTHUB_CONNECTION_STRING",
+            h.hub.service_connection_string(),
+        )
+        .env("IOTHUB_CA_CERT", &h.ca)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Once it has printed a message its Ctrl-C handler is installed (it is polled with every
+    // page request), so the SIGINT below cannot hit the default handler.
+    let first = tokio::time::timeout(RUN_BOUND, async {
+        loop {
+            device.send_telemetry(Message::new("tick")).await.unwrap();
+            tokio::select! {
+                l = lines.next_line() => break l.unwrap().unwrap(),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).unwrap()["body"],
+        "tick"
+    );
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(RUN_BOUND, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    device.close().await.unwrap();
+}
