@@ -54,6 +54,16 @@ impl Output {
         println!("{t}");
     }
 
+    /// Named values in the given order, as a two-column table (for people only: callers
+    /// print the full object with `object` under `--json`).
+    pub fn fields(&self, fields: &[(&str, Value)]) {
+        let mut t = self.table(&["Field", "Value"]);
+        for (k, val) in fields {
+            t.add_row(vec![Cell::new(k), Cell::new(text(val, true))]);
+        }
+        println!("{t}");
+    }
+
     /// Many rows: a JSON array, or a table of the given columns.
     pub fn rows(&self, rows: &[Value], columns: &[Column]) {
         if self.json {

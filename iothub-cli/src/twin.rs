@@ -6,7 +6,7 @@ use crate::hub::Hub;
 use crate::input;
 use crate::output::Output;
 use iot_service::{IfMatch, Twin, TwinPatch};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// Runs one `twin` subcommand.
 pub async fn run(hub: &Hub, out: &Output, cmd: TwinCommand) -> Result<(), CliError> {
@@ -35,19 +35,27 @@ fn show(out: &Output, twin: &Twin) -> Result<(), CliError> {
         out.object(&v);
         return Ok(());
     }
-    // The table keeps the fields people look for first; --json has everything.
+    // The table keeps the fields people look for, in that order, and leaves the per-property
+    // `$metadata` to --json.
     let pick = |p: &str| v.pointer(p).cloned().unwrap_or(Value::Null);
-    out.object(&json!({
-        "deviceId": pick("/deviceId"),
-        "etag": pick("/etag"),
-        "version": pick("/version"),
-        "status": pick("/status"),
-        "connectionState": pick("/connectionState"),
-        "lastActivityTime": pick("/lastActivityTime"),
-        "tags": pick("/tags"),
-        "desired": pick("/properties/desired"),
-        "reported": pick("/properties/reported"),
-    }));
+    let section = |p: &str| {
+        let mut s = pick(p);
+        if let Value::Object(m) = &mut s {
+            m.remove("$metadata");
+        }
+        s
+    };
+    out.fields(&[
+        ("deviceId", pick("/deviceId")),
+        ("etag", pick("/etag")),
+        ("version", pick("/version")),
+        ("status", pick("/status")),
+        ("connectionState", pick("/connectionState")),
+        ("lastActivityTime", pick("/lastActivityTime")),
+        ("tags", pick("/tags")),
+        ("desired", section("/properties/desired")),
+        ("reported", section("/properties/reported")),
+    ]);
     Ok(())
 }
 
@@ -97,6 +105,7 @@ fn object(v: Value, name: &str, shape: &str) -> Result<Map<String, Value>, CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn patches() {
