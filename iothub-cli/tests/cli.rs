@@ -768,8 +768,9 @@ async fn monitor_stops_cleanly_on_ctrl_c() {
         "tick"
     );
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+    // The shell's builtin kill: no dependency on a procps binary.
+    let killed = std::process::Command::new("sh")
+        .args(["-c", "kill -INT \"$1\"", "sh", &pid])
         .status()
         .unwrap();
     assert!(killed.success());
