@@ -10,6 +10,10 @@ use crate::input;
 use crate::output::Output;
 
 /// Runs one `c2d` subcommand.
+///
+/// # Cancel safety
+/// Dropped before the POST is answered, the message may or may not have been queued; nothing
+/// is printed either way. Bounded by the client's 30 s request timeout.
 pub async fn run(hub: &Hub, out: &Output, cmd: C2dCommand) -> Result<(), CliError> {
     let C2dCommand::Send {
         device_id,

@@ -18,6 +18,10 @@ const COLUMNS: &[Column] = &[
 ];
 
 /// Runs one `device` subcommand.
+///
+/// # Cancel safety
+/// Reads are safe to drop; a dropped create or delete may or may not have been applied
+/// (`device show` tells). Each call is bounded by the service client's timeout.
 pub async fn run(hub: &Hub, out: &Output, cmd: DeviceCommand) -> Result<(), CliError> {
     match cmd {
         DeviceCommand::List { top } => {

@@ -95,6 +95,9 @@ impl EmulatorHttp {
     }
 
     /// Whether the hub is the emulator (its `/emulator/health` answers `{"status":"ok"}`).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a read. Bounded by the 30 s request timeout.
     pub async fn is_emulator(&self) -> Result<bool, CliError> {
         let url = self.url(&["emulator", "health"]);
         let resp = self
@@ -112,6 +115,10 @@ impl EmulatorHttp {
     }
 
     /// `POST /emulator/devices/{id}/messages`: queues a C2D message; the answer's JSON.
+    ///
+    /// # Cancel safety
+    /// Dropped after sending, the message may or may not be queued. Bounded by the 30 s
+    /// request timeout.
     pub async fn send_c2d(
         &self,
         device_id: &str,
@@ -128,6 +135,10 @@ impl EmulatorHttp {
 
     /// One page of `GET /emulator/telemetry`: the records and the next page's start, if the
     /// buffer holds more.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a read; the caller's position (`from`) is unchanged until a page arrives.
+    /// Bounded by the 30 s request timeout.
     pub async fn telemetry_page(
         &self,
         device_id: Option<&str>,

@@ -23,6 +23,11 @@ const COLUMNS: &[Column] = &[
 const POLL: Duration = Duration::from_millis(500);
 
 /// Runs one `job` subcommand.
+///
+/// # Cancel safety
+/// A dropped schedule or cancel may or may not have reached the hub (`job show` tells);
+/// dropping `--wait` only stops the waiting, the job goes on. Bounded by the client's timeout
+/// and `--wait-timeout`.
 pub async fn run(hub: &Hub, out: &Output, cmd: JobCommand) -> Result<(), CliError> {
     match cmd {
         JobCommand::Schedule(a) => {

@@ -10,6 +10,10 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Runs one `method` subcommand.
+///
+/// # Cancel safety
+/// Dropped after sending, the device may still run the method; the answer is lost. Bounded by
+/// the method's response timeout plus the client's margin.
 pub async fn run(hub: &Hub, out: &Output, cmd: MethodCommand) -> Result<(), CliError> {
     let MethodCommand::Invoke(a) = cmd;
     let mut req = DirectMethodRequest::new(&a.method)

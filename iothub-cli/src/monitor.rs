@@ -18,6 +18,10 @@ const PAGE: u32 = 1000;
 const MAX_SKIP_PAGES: u32 = 10_000;
 
 /// Runs `monitor`.
+///
+/// # Cancel safety
+/// Cancel-safe: it only reads the buffer, so dropping it loses nothing (messages stay
+/// buffered); this is what Ctrl-C does. Bounded by `--timeout`/`--count` when given.
 pub async fn run(hub: &Hub, out: &Output, a: MonitorArgs) -> Result<(), CliError> {
     let http = EmulatorHttp::new(hub)?;
     if !http.is_emulator().await? {

@@ -16,6 +16,10 @@ const TWIN_COLUMNS: &[Column] = &[
 ];
 
 /// Runs `query`.
+///
+/// # Cancel safety
+/// Cancel-safe: queries only read. Each page is bounded by the client's timeout and the pages
+/// by `--top` or the hub running out of rows.
 pub async fn run(hub: &Hub, out: &Output, a: QueryArgs) -> Result<(), CliError> {
     let top = a.top.unwrap_or(u64::MAX);
     let mut rows: Vec<Value> = Vec::new();

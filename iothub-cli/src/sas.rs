@@ -9,6 +9,9 @@ use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Runs `sas-token`.
+///
+/// # Cancel safety
+/// Cancel-safe: it signs locally and at most reads the device's keys.
 pub async fn run(hub: &Hub, out: &Output, a: SasArgs) -> Result<(), CliError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -9,6 +9,10 @@ use iot_service::{IfMatch, Twin, TwinPatch};
 use serde_json::{Map, Value};
 
 /// Runs one `twin` subcommand.
+///
+/// # Cancel safety
+/// `show` is safe to drop; a dropped update or replace may or may not have been applied (pass
+/// `--etag` to make a retry safe). Bounded by the client's timeout.
 pub async fn run(hub: &Hub, out: &Output, cmd: TwinCommand) -> Result<(), CliError> {
     let twin = match cmd {
         TwinCommand::Show { device_id } => hub.client.get_twin(&device_id).await?,
