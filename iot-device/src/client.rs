@@ -159,7 +159,9 @@ impl DeviceClient {
         mqtt.set_keep_alive(keep_alive)
             .set_clean_session(false)
             .set_max_packet_size(1024 * 1024, MAX_TELEMETRY_BYTES + 16 * 1024)
-            .set_inflight(64)
+            // rumqttc keeps a slot per inflight packet id in every client (a 64-slot table
+            // was about 4 KB); 16 unacknowledged publishes keep a device's link busy.
+            .set_inflight(16)
             .set_request_channel_capacity(64);
         let username = iot_common::mqtt::username(
             &cs.host_name,
@@ -174,6 +176,9 @@ impl DeviceClient {
         // over, and manual acknowledgements let C2D wait for the application.
         mqtt.set_manual_acks(true);
         let (client, mut eventloop) = AsyncClient::new(mqtt, REQUEST_CHANNEL);
+        // rumqttc reserves room for 100 events up front (about 10 KB per client); a device
+        // sees a few at a time, and the deque grows if a burst needs more.
+        eventloop.state.events.shrink_to(8);
         let renewable = matches!(credentials, Credentials::Key { .. });
         let session = DeviceSession::new(
             Limits::from_options(&options, renewable),
