@@ -28,11 +28,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             IfMatch::Any,
         )
         .await?;
-    let u = updates.next().await.ok_or("stream ended")?;
-    println!(
-        "device: desired v{} ({:?}): {:?}",
-        u.version, u.kind, u.properties
-    );
+    // The stream starts with the current desired state as `Full`, then patches; read until
+    // the new temperature shows up in either.
+    let u = loop {
+        let u = updates.next().await.ok_or("stream ended")?;
+        println!(
+            "device: desired v{} ({:?}): {:?}",
+            u.version, u.kind, u.properties
+        );
+        if u.properties.contains_key("targetTemperature") {
+            break u;
+        }
+    };
     let v = device
         .update_reported(&json!({ "targetTemperature": u.properties["targetTemperature"] }))
         .await?;

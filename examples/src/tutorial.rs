@@ -11,20 +11,16 @@ use std::time::Duration;
 /// # Errors
 /// The method subscription was not acknowledged.
 pub async fn serve_reboot(client: &DeviceClient, reboot_time: Duration) -> iot_device::Result<()> {
-    let weak = client.downgrade();
     client
-        .on_method("rebootDevice", move |_payload: Value| {
-            let weak = weak.clone();
-            async move {
+        .on_method_with_client(
+            "rebootDevice",
+            move |client: DeviceClient, _payload: Value| async move {
                 println!(
                     "device: rebootDevice called, rebooting for {} ms ...",
                     reboot_time.as_millis()
                 );
                 tokio::time::sleep(reboot_time).await;
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let client = weak
-                    .upgrade()
-                    .ok_or_else(|| MethodError::new(503, "the device is shutting down"))?;
                 let version = client
                     .update_reported(&json!({ "rebootTime": now }))
                     .await?;
@@ -32,8 +28,8 @@ pub async fn serve_reboot(client: &DeviceClient, reboot_time: Duration) -> iot_d
                     "device: rebooted at {now}; reported rebootTime (reported version {version})"
                 );
                 Ok::<_, MethodError>(json!({ "rebooted": true, "rebootTime": now }))
-            }
-        })
+            },
+        )
         .await?;
     client
         .on_unknown_method(|req: iot_common::MethodRequest| async move {

@@ -1,19 +1,20 @@
 //! `DeviceClient`: a cheap `Clone` handle over the driver task.
 
-use crate::driver::{self, Credentials};
+use crate::driver::{self, Credentials, Pump};
+use crate::inner::{self, Handler, Inner};
 use crate::message::{C2dMessages, Message};
 use crate::methods::{self, MethodError, MethodHandler, MethodRequests};
-use crate::outbox::Outbox;
-use crate::shared::{Shared, hub_error, lock, sub};
-use crate::status::{ConnectionStatus, StatusChanges};
+use crate::session::{DeviceSession, Limits, sub};
+use crate::status::{CloseReason, ConnectionStatus, StatusChanges};
 use crate::twin::DesiredUpdates;
 use crate::{DesiredUpdate, DeviceClientOptions, Error, ErrorKind, Result, Transport};
 use bytes::Bytes;
 use iot_common::twin::{self as twin_rules, TwinSection};
-use iot_common::{DeviceConnectionString, DeviceCredential, TwinProperties, topic};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use iot_common::{DeviceConnectionString, DeviceCredential, MethodRequest, TwinProperties, topic};
+use rumqttc::{AsyncClient, MqttOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -22,25 +23,31 @@ use tokio::sync::{mpsc, oneshot};
 /// Largest telemetry body the hub accepts.
 pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
 
-struct Handle {
-    shared: Arc<Shared>,
+/// What every clone of a [`DeviceClient`] holds; dropping the last one closes the client.
+pub(crate) struct Handle {
+    shared: Arc<Inner>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.request_close();
+        request_close(&self.shared);
     }
+}
+
+fn request_close(inner: &Inner) {
+    inner.lock().session.close(CloseReason::ClientClosed);
+    inner.wake_pump.notify_one();
 }
 
 /// An IoT Hub device (or module) client over MQTT.
 ///
 /// Cheap to clone: every clone talks to the same connection, served by one background task.
 /// The connection closes when [`DeviceClient::close`] is called or the last clone is dropped.
-/// Handlers that need the client should hold a [`WeakDeviceClient`], or the client can never
-/// be dropped.
+/// Handlers that need the client get it as an argument ([`DeviceClient::on_method_with_client`]);
+/// it is held only while the handler runs, so a closed client is never kept alive.
 #[derive(Clone)]
 pub struct DeviceClient {
-    inner: Arc<Handle>,
+    pub(crate) inner: Arc<Handle>,
 }
 
 /// A handle that does not keep the connection open; see [`DeviceClient::downgrade`].
@@ -70,15 +77,6 @@ impl std::fmt::Debug for DeviceClient {
             .field("module_id", &self.shared().module_id)
             .field("status", &self.status())
             .finish()
-    }
-}
-
-impl Shared {
-    pub(crate) fn request_close(&self) {
-        if !self.closing.swap(true, Ordering::AcqRel) {
-            self.outbox.disconnect();
-            self.close_notify.notify_waiters();
-        }
     }
 }
 
@@ -161,7 +159,9 @@ impl DeviceClient {
         mqtt.set_keep_alive(keep_alive)
             .set_clean_session(false)
             .set_max_packet_size(1024 * 1024, MAX_TELEMETRY_BYTES + 16 * 1024)
-            .set_inflight(64)
+            // rumqttc keeps a slot per inflight packet id in every client (a 64-slot table
+            // was about 4 KB); 16 unacknowledged publishes keep a device's link busy.
+            .set_inflight(16)
             .set_request_channel_capacity(64);
         let username = iot_common::mqtt::username(
             &cs.host_name,
@@ -172,33 +172,52 @@ impl DeviceClient {
             options.model_id.as_deref(),
         );
         mqtt.set_credentials(username, "");
-        let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
-        let shared = Arc::new(Shared::new(
+        // The session holds the queue; rumqttc's channel only buffers what is being handed
+        // over, and manual acknowledgements let C2D wait for the application.
+        mqtt.set_manual_acks(true);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, REQUEST_CHANNEL);
+        // rumqttc reserves room for 100 events up front (about 10 KB per client); a device
+        // sees a few at a time, and the deque grows if a burst needs more.
+        eventloop.state.events.shrink_to(8);
+        let renewable = matches!(credentials, Credentials::Key { .. });
+        let session = DeviceSession::new(
+            Limits::from_options(&options, renewable),
+            cs.device_id.clone(),
+            cs.module_id.clone(),
+        );
+        let shared = Arc::new(Inner::new(
             cs.host_name.clone(),
             cs.device_id.clone(),
             cs.module_id.clone(),
             options,
-            Outbox::new(client),
+            session,
         ));
-        let (password, renew_at) = credentials.password(&shared)?;
+        let (password, ttl) = credentials.password(&shared)?;
         driver::set_password(&mut eventloop, &password);
+        if let Some(ttl) = ttl {
+            let now = tokio::time::Instant::now().into_std();
+            shared.lock().session.on_token(now, ttl, keep_alive);
+        }
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(driver::run(
-            shared.clone(),
-            eventloop,
-            credentials,
-            renew_at,
-            ready_tx,
-        ));
-        let client = Self {
+        let device = Self {
             inner: Arc::new(Handle { shared }),
         };
+        let pump = Pump {
+            inner: device.shared().clone(),
+            handle: Arc::downgrade(&device.inner),
+            client,
+            credentials,
+            ready: Some(ready_tx),
+            keep_alive,
+            connected: false,
+            closing: false,
+        };
+        tokio::spawn(driver::run(pump, eventloop));
         ready_rx.await.map_err(|_| Error::closed())??;
-        client.shared().subscribe(sub::TWIN).await?;
-        Ok(client)
+        Ok(device)
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    fn shared(&self) -> &Arc<Inner> {
         &self.inner.shared
     }
 
@@ -217,13 +236,20 @@ impl DeviceClient {
         *self.shared().status.borrow()
     }
 
-    /// Counters of connects, token renewals and connection losses.
+    /// Counters of connects, token renewals, connection losses and dropped telemetry.
     pub fn stats(&self) -> crate::ClientStats {
         let c = &self.shared().stats;
+        let core = self.shared().lock();
+        let (telemetry_queued, telemetry_queued_bytes) = core.session.queued();
         crate::ClientStats {
             connects: c.connects.load(Ordering::Relaxed),
             token_renewals: c.token_renewals.load(Ordering::Relaxed),
             connection_losses: c.connection_losses.load(Ordering::Relaxed),
+            telemetry_dropped: core.session.dropped(),
+            telemetry_queued,
+            telemetry_queued_bytes,
+            desired_waiting: core.session.desired_backlog().0,
+            c2d_waiting: core.session.c2d_backlog(),
         }
     }
 
@@ -232,18 +258,28 @@ impl DeviceClient {
         StatusChanges::new(self.shared().status.subscribe())
     }
 
-    /// A handle that does not keep the client alive (for use inside handlers).
+    /// A handle that does not keep the client alive. Handlers rarely need one: see
+    /// [`DeviceClient::on_method_with_client`].
     pub fn downgrade(&self) -> WeakDeviceClient {
         WeakDeviceClient {
             inner: Arc::downgrade(&self.inner),
         }
     }
 
-    /// Sends a telemetry message and waits for the hub's acknowledgement (PUBACK).
+    /// Sends a telemetry message and waits for the hub's acknowledgement (PUBACK). While
+    /// disconnected the message waits in the bounded offline queue
+    /// ([`DeviceClientOptions::telemetry_queue`]) and goes out, in order, after the reconnect.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future withdraws the message if it was not sent yet and
+    /// otherwise forgets only this call's acknowledgement; no other call is affected.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a body over 256 KB; [`ErrorKind::Timeout`] or
-    /// [`ErrorKind::Connection`] (both retryable) when no acknowledgement came in time.
+    /// [`ErrorKind::InvalidInput`] for a body over 256 KB; [`ErrorKind::QueueFull`] when the
+    /// offline queue is full (or, with [`QueueFullPolicy::DropOldest`](crate::QueueFullPolicy),
+    /// when this message was dropped for a newer one); [`ErrorKind::Timeout`] or
+    /// [`ErrorKind::Connection`] (both retryable) when no acknowledgement came within the
+    /// operation timeout, queue time included.
     pub async fn send_telemetry(&self, message: Message) -> Result<()> {
         if message.body.len() > MAX_TELEMETRY_BYTES {
             return Err(Error::new(
@@ -257,19 +293,12 @@ impl DeviceClient {
         let s = self.shared();
         let topic =
             topic::telemetry_topic(&s.device_id, s.module_id.as_deref(), &message.properties);
-        let rx = s
-            .outbox
-            .publish(topic, QoS::AtLeastOnce, message.body, true)
-            .await?
-            .ok_or_else(Error::closed)?;
-        match tokio::time::timeout(s.options.operation_timeout, rx).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Error::new(
-                ErrorKind::Connection,
-                "the session was lost before the hub acknowledged the message",
-            )),
-            Err(_) => Err(Error::timeout("telemetry acknowledgement")),
-        }
+        let body = message.body;
+        s.call("telemetry acknowledgement", |session| {
+            session.submit_telemetry(topic, body)
+        })
+        .await
+        .map(drop)
     }
 
     /// Registers a typed handler for `name`: the request payload is deserialized as `Req`
@@ -286,6 +315,11 @@ impl DeviceClient {
     /// }).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the handler is registered at once; dropping the future only stops waiting
+    /// for the subscription's acknowledgement (the subscription is then asked again by a
+    /// later registration).
     ///
     /// # Errors
     /// [`ErrorKind::Timeout`]/[`ErrorKind::Connection`] when the method subscription was not
@@ -304,7 +338,66 @@ impl DeviceClient {
         self.on_method_raw(name, methods::typed(handler)).await
     }
 
+    /// Registers a typed handler that also gets the client, for handlers that report state or
+    /// send telemetry. The client is lent for the duration of each call only, so it does not
+    /// keep a closed client alive.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// client.on_method_with_client("reboot", |client: iot_device::DeviceClient, _: serde_json::Value| async move {
+    ///     let version = client.update_reported(&serde_json::json!({ "rebooting": true })).await?;
+    ///     Ok::<_, iot_device::MethodError>(serde_json::json!({ "reportedVersion": version }))
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
+    ///
+    /// # Errors
+    /// As [`DeviceClient::on_method`].
+    pub async fn on_method_with_client<Req, Resp, F, Fut>(
+        &self,
+        name: impl Into<String>,
+        handler: F,
+    ) -> Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        F: Fn(DeviceClient, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<Resp, MethodError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let call = move |client: DeviceClient, request: MethodRequest| {
+            let handler = handler.clone();
+            let typed = methods::typed(move |req: Req| handler(client.clone(), req));
+            typed.call(request)
+        };
+        self.register(Some(name.into()), Handler::WithClient(Arc::new(call)))
+            .await
+    }
+
+    async fn register(&self, name: Option<String>, handler: Handler) -> Result<()> {
+        {
+            let mut h = self
+                .shared()
+                .handlers
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match name {
+                Some(name) => {
+                    h.named.insert(name, handler);
+                }
+                None => h.fallback = Some(handler),
+            }
+        }
+        self.shared().ensure(sub::METHODS).await
+    }
+
     /// Registers a handler that sees the raw request (name, `$rid`, JSON bytes).
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
     ///
     /// # Errors
     /// As [`DeviceClient::on_method`].
@@ -313,30 +406,27 @@ impl DeviceClient {
         name: impl Into<String>,
         handler: impl MethodHandler,
     ) -> Result<()> {
-        self.shared()
-            .handlers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .named
-            .insert(name.into(), Arc::new(handler));
-        self.shared().ensure(sub::METHODS).await
+        self.register(Some(name.into()), Handler::Plain(Arc::new(handler)))
+            .await
     }
 
     /// Registers the handler for methods that have no named handler (by default they are
     /// answered 404).
     ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
+    ///
     /// # Errors
     /// As [`DeviceClient::on_method`].
     pub async fn on_unknown_method(&self, handler: impl MethodHandler) -> Result<()> {
-        self.shared()
-            .handlers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .fallback = Some(Arc::new(handler));
-        self.shared().ensure(sub::METHODS).await
+        self.register(None, Handler::Plain(Arc::new(handler))).await
     }
 
     /// A stream of method requests that no named handler takes (replaces an earlier stream).
+    /// At most 64 wait in it; a request that finds it full is answered 500.
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
     ///
     /// # Errors
     /// As [`DeviceClient::on_method`].
@@ -353,14 +443,25 @@ impl DeviceClient {
 
     /// The twin as the device sees it: desired and reported properties with `$version`.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future withdraws the request (or ignores its late answer).
+    ///
     /// # Errors
     /// [`ErrorKind::Hub`] with the status when the hub refuses; timeouts as for telemetry.
     pub async fn get_twin(&self) -> Result<TwinProperties> {
-        self.shared().get_twin().await
+        let (status, _, body) = self.shared().twin_request(None).await?;
+        if status != 200 {
+            return Err(hub_error(status, &body));
+        }
+        Ok(serde_json::from_slice(&body)?)
     }
 
     /// Patches the reported properties (merge patch: `null` deletes) and returns the new
     /// reported `$version` once the hub answered 204.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future withdraws the patch if it was not sent yet; a patch
+    /// already sent may still be applied.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a patch that breaks the hub's rules (checked before
@@ -383,23 +484,67 @@ impl DeviceClient {
         }
     }
 
-    /// A stream of desired-property updates: patches while connected, and after a reconnect
-    /// the full desired section if it changed meanwhile. Each `$version` comes once, in order.
+    /// Acknowledges writable properties in the IoT Plug and Play convention: reports
+    /// `{"name": {"value": …, "ac": status, "av": desired_version, "ad": description}}` for
+    /// each `(name, value)` and returns the new reported `$version`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut updates = client.desired_updates().await?;
+    /// while let Some(u) = updates.next().await {
+    ///     if let Some(v) = u.properties.get("targetTemperature") {
+    ///         client
+    ///             .ack_writable_properties(&[("targetTemperature", v.clone())], 200, u.version, "applied")
+    ///             .await?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::update_reported`].
+    ///
+    /// # Errors
+    /// As [`DeviceClient::update_reported`].
+    pub async fn ack_writable_properties(
+        &self,
+        properties: &[(&str, Value)],
+        status: u16,
+        desired_version: u64,
+        description: &str,
+    ) -> Result<u64> {
+        self.update_reported(&writable_ack(
+            properties,
+            status,
+            desired_version,
+            description,
+        ))
+        .await
+    }
+
+    /// A stream of desired-property updates: first the current desired state as
+    /// [`DesiredKind::Full`](crate::DesiredKind::Full), then patches in `$version` order, each
+    /// version once. After a reconnect, a `Full` comes only if something changed meanwhile.
+    /// A slow reader does not grow memory: past `desired_capacity` waiting updates they
+    /// coalesce into one `Full`.
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
     ///
     /// # Errors
     /// As [`DeviceClient::on_method`].
     pub async fn desired_updates(&self) -> Result<DesiredUpdates> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared().desired).subscribers.push(tx);
-        let first = self.shared().wanted.load(Ordering::Acquire) & sub::DESIRED == 0;
         self.shared().ensure(sub::DESIRED).await?;
-        if first {
-            self.shared().resync_desired().await;
-        }
-        Ok(DesiredUpdates { rx })
+        Ok(DesiredUpdates {
+            inner: inner::pull(self.shared().clone(), |s| s.take_desired()),
+        })
     }
 
-    /// Calls `f` for every desired-property update (on a task of its own).
+    /// Calls `f` for every desired-property update (on a task of its own), with the same
+    /// order as [`DeviceClient::desired_updates`]: the current state as `Full` first.
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
     ///
     /// # Errors
     /// As [`DeviceClient::on_method`].
@@ -418,24 +563,31 @@ impl DeviceClient {
     }
 
     /// A stream of cloud-to-device messages (for modules: messages routed to their inputs).
+    /// A message is acknowledged to the hub only when taken from the stream.
+    ///
+    /// # Cancel safety
+    /// As [`DeviceClient::on_method`].
     ///
     /// # Errors
     /// As [`DeviceClient::on_method`].
     pub async fn c2d_messages(&self) -> Result<C2dMessages> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared().messages).push(tx);
         self.shared().ensure(sub::MESSAGES).await?;
-        Ok(C2dMessages { rx })
+        Ok(C2dMessages {
+            inner: inner::pull(self.shared().clone(), |s| s.take_c2d()),
+        })
     }
 
     /// Sends DISCONNECT and stops the connection; pending operations fail with
-    /// [`ErrorKind::Closed`].
+    /// [`ErrorKind::Closed`]. Waits at most the operation timeout for the connection to close.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the close is requested at once; dropping the future only stops waiting.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for flush errors.
     pub async fn close(self) -> Result<()> {
         let shared = self.shared().clone();
-        shared.request_close();
+        request_close(&shared);
         let mut status = StatusChanges::new(shared.status.subscribe());
         let _ = tokio::time::timeout(
             shared.options.operation_timeout,
@@ -443,5 +595,51 @@ impl DeviceClient {
         )
         .await;
         Ok(())
+    }
+}
+
+/// Capacity of rumqttc's request channel: only what is being handed over waits there.
+const REQUEST_CHANNEL: usize = 16;
+
+/// The Plug and Play acknowledgement of writable properties.
+pub(crate) fn writable_ack(
+    properties: &[(&str, Value)],
+    status: u16,
+    desired_version: u64,
+    description: &str,
+) -> Value {
+    let mut patch = serde_json::Map::new();
+    for (name, value) in properties {
+        patch.insert(
+            (*name).to_owned(),
+            serde_json::json!({
+                "value": value,
+                "ac": status,
+                "av": desired_version,
+                "ad": description,
+            }),
+        );
+    }
+    Value::Object(patch)
+}
+
+/// An error from a twin response's status and JSON body.
+fn hub_error(status: u16, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "the hub refused the twin request".to_owned());
+    Error::hub(status, message)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn writable_ack_follows_the_pnp_convention() {
+        let v = super::writable_ack(&[("t", serde_json::json!(21))], 200, 7, "ok");
+        assert_eq!(
+            v,
+            serde_json::json!({"t": {"value": 21, "ac": 200, "av": 7, "ad": "ok"}})
+        );
     }
 }

@@ -1,18 +1,25 @@
-//! The one task per connection: it owns rumqttc's `EventLoop`, routes what arrives, reconnects
-//! with backoff, and renews the SAS token. `poll()` is never cancelled (a cancelled poll can
-//! cut a write in half), so renewal is checked between events (keep-alive pings bound the
-//! wait) and shutdown travels through the request channel as a DISCONNECT.
+//! The pump: one task per connection that moves events from rumqttc's `EventLoop` into the
+//! [`DeviceSession`](crate::session::DeviceSession) and its packets and actions out. It makes
+//! no protocol decision itself. `poll()` is never cancelled while connected (a cancelled poll
+//! can cut a write in half): the pump keeps polling the same future while it hands packets
+//! over, so a due token renewal is noticed on the next event (keep-alive pings bound the wait).
 
-use crate::shared::Shared;
-use crate::status::{CloseReason, ConnectionStatus, DisconnectReason};
-use crate::{Error, ErrorKind, Result};
-use iot_common::{SasToken, Secret};
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use crate::inner::{Counters, Handler, Inner};
+use crate::methods::{IncomingMethod, Respond};
+use crate::session::{Action, Loss, Transmit};
+use crate::status::{CloseReason, ConnectionStatus};
+use crate::{DeviceClient, Error, ErrorKind, Result};
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use iot_common::{MethodRequest, MethodResponse, SasToken, Secret};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS,
+    SubscribeFilter, SubscribeReasonCode,
+};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 /// Where the MQTT password comes from.
 pub(crate) enum Credentials {
@@ -26,8 +33,8 @@ pub(crate) enum Credentials {
 }
 
 impl Credentials {
-    /// A password and, for keys, when to renew it.
-    pub(crate) fn password(&self, shared: &Shared) -> Result<(Secret, Option<Instant>)> {
+    /// A password and, for keys, its lifetime (the session schedules the renewal).
+    pub(crate) fn password(&self, shared: &Inner) -> Result<(Secret, Option<Duration>)> {
         match self {
             Self::Token(t) => Ok((t.clone(), None)),
             Self::Key { key, key_name } => {
@@ -50,16 +57,8 @@ impl Credentials {
                         Error::new(ErrorKind::Configuration, "cannot sign a SAS token")
                             .with_source(e)
                     })?;
-                // Renewal is noticed on the next event, and keep-alive pings bound that wait:
-                // leave at least two keep-alives of margin before the whole-second expiry.
-                let keep_alive = effective_keep_alive(shared.options.keep_alive, ttl);
-                let margin = ttl
-                    .mul_f64(0.15)
-                    .max(keep_alive * 2 + Duration::from_secs(1));
                 let remaining = Duration::from_secs(expiry).saturating_sub(now);
-                let renew_in = remaining.saturating_sub(margin).max(remaining / 2);
-                let renew_at = Instant::now() + renew_in;
-                Ok((token.as_secret().clone(), Some(renew_at)))
+                Ok((token.as_secret().clone(), Some(remaining)))
             }
         }
     }
@@ -108,145 +107,348 @@ fn connect_error(e: &ConnectionError) -> Error {
     Error::new(kind, format!("connection failed: {e}"))
 }
 
-/// Runs the connection until the client closes or gives up.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    mut eventloop: EventLoop,
-    credentials: Credentials,
-    mut renew_at: Option<Instant>,
-    ready: oneshot::Sender<Result<()>>,
-) {
-    let mut ready = Some(ready);
-    let mut attempt: u32 = 0;
-    let mut resigned_after_refusal = false;
-    let close_reason = loop {
-        let event = eventloop.poll().await;
-        let closing = shared.closing.load(Ordering::Acquire);
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                attempt = 0;
-                resigned_after_refusal = false;
-                shared.stats.connects.fetch_add(1, Ordering::Relaxed);
-                if !ack.session_present {
-                    shared.outbox.on_session_lost();
+/// How a connection attempt or connection failed, for the session.
+fn loss_of(e: &ConnectionError) -> Loss {
+    if is_auth_refusal(e) {
+        Loss::Refused
+    } else if is_permanent_refusal(e) {
+        Loss::Permanent
+    } else {
+        Loss::Transient
+    }
+}
+
+/// What the pump does after a batch of actions.
+enum Flow {
+    Continue,
+    Reconnect(Duration),
+    Renew,
+    Close(CloseReason),
+}
+
+/// The pump's state besides the event loop.
+pub(crate) struct Pump {
+    pub(crate) inner: Arc<Inner>,
+    /// The handle, to give handlers a client for the duration of a call without keeping it
+    /// alive in between.
+    pub(crate) handle: Weak<crate::client::Handle>,
+    pub(crate) client: AsyncClient,
+    pub(crate) credentials: Credentials,
+    pub(crate) ready: Option<oneshot::Sender<Result<()>>>,
+    pub(crate) keep_alive: Duration,
+    /// A CONNACK came and no error since: a DISCONNECT can be sent.
+    pub(crate) connected: bool,
+    /// A DISCONNECT was requested; the next `Outgoing::Disconnect` or error ends the pump.
+    pub(crate) closing: bool,
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Pump {
+    /// Hands rumqttc every packet the session lets go now, without waiting: a full request
+    /// channel leaves the rest in the session's queue for the next wake-up.
+    fn flush(&self) {
+        let mut core = self.inner.lock();
+        while let Some(t) = core.session.poll_transmit() {
+            let r = match t {
+                Transmit::Publish { topic, payload } => {
+                    self.client
+                        .try_publish(topic, QoS::AtLeastOnce, false, payload)
                 }
-                shared.status.send_replace(ConnectionStatus::Connected);
-                tracing::debug!(device_id = %shared.device_id, "connected");
-                match ready.take() {
-                    Some(tx) => {
-                        let _ = tx.send(Ok(()));
-                    }
-                    None => shared.on_connected(),
+                Transmit::Subscribe { filters } => self.client.try_subscribe_many(
+                    filters
+                        .into_iter()
+                        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce)),
+                ),
+                Transmit::Ack { pkid } => {
+                    let mut p = rumqttc::Publish::new("", QoS::AtLeastOnce, Bytes::new());
+                    p.pkid = pkid;
+                    self.client.try_ack(&p)
                 }
+            };
+            if r.is_err() {
+                break;
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => shared.dispatch(p),
-            Ok(Event::Incoming(Packet::PubAck(a))) => shared.outbox.on_puback(a.pkid),
-            Ok(Event::Incoming(Packet::SubAck(s))) => {
-                shared.outbox.on_suback(s.pkid, &s.return_codes)
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => shared.outbox.on_outgoing_publish(pkid),
-            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
-                shared.outbox.on_outgoing_subscribe(pkid)
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) if closing => {
-                break CloseReason::ClientClosed;
-            }
-            Ok(_) => {}
-            Err(_) if closing => break CloseReason::ClientClosed,
-            Err(e) => {
-                let refused = is_auth_refusal(&e);
-                shared
-                    .stats
-                    .connection_losses
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(device_id = %shared.device_id, error = %e, attempt, "connection lost");
-                if is_permanent_refusal(&e) {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(Err(connect_error(&e)));
-                    }
-                    break CloseReason::Unauthorized;
-                }
-                if let Some(tx) = ready.take() {
-                    if refused || !shared.options.retry_initial_connect {
-                        let _ = tx.send(Err(connect_error(&e)));
-                        break if refused {
-                            CloseReason::Unauthorized
-                        } else {
-                            CloseReason::RetriesExhausted
-                        };
-                    }
-                    ready = Some(tx);
-                }
-                if refused {
-                    // One fresh token, in case the old one expired; a second refusal is final.
-                    if resigned_after_refusal || matches!(credentials, Credentials::Token(_)) {
-                        break CloseReason::Unauthorized;
-                    }
-                    resigned_after_refusal = true;
-                }
-                if shared
-                    .options
-                    .max_reconnect_attempts
-                    .is_some_and(|max| attempt >= max)
-                {
-                    break CloseReason::RetriesExhausted;
-                }
-                let reason = if refused {
-                    DisconnectReason::Refused
-                } else {
-                    DisconnectReason::ConnectionLost
+            core.session.handed();
+        }
+    }
+
+    /// Carries out the session's actions.
+    fn act(&mut self) -> Flow {
+        let mut flow = Flow::Continue;
+        loop {
+            let action = {
+                let mut core = self.inner.lock();
+                let Some(a) = core.session.poll_action() else {
+                    break;
                 };
-                shared
-                    .status
-                    .send_replace(ConnectionStatus::Disconnected { reason, attempt });
-                let delay = shared.options.backoff.delay(attempt, rand::random::<f64>());
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shared.close_notify.notified() => break CloseReason::ClientClosed,
-                }
-                if shared.closing.load(Ordering::Acquire) {
-                    break CloseReason::ClientClosed;
-                }
-                match credentials.password(&shared) {
-                    Ok((password, renew)) => {
-                        set_password(&mut eventloop, &password);
-                        renew_at = renew;
+                if let Action::Complete(id, outcome) = a {
+                    if let Some(tx) = core.waiters.remove(&id) {
+                        let _ = tx.send(outcome);
                     }
-                    Err(_) => break CloseReason::Unauthorized,
+                    continue;
                 }
-                continue;
+                a
+            };
+            match action {
+                Action::Complete(..) => {}
+                Action::Status(s) => {
+                    if s == ConnectionStatus::Connected {
+                        Counters::bump(&self.inner.stats.connects);
+                        if let Some(tx) = self.ready.take() {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                    self.inner.status.send_replace(s);
+                }
+                Action::Wake => self.inner.delivered.notify_waiters(),
+                Action::Method(request) => self.dispatch(request),
+                Action::Reconnect(d) => flow = Flow::Reconnect(d),
+                Action::RenewToken => flow = Flow::Renew,
+                Action::Close(reason) => {
+                    self.inner.delivered.notify_waiters();
+                    flow = Flow::Close(reason);
+                }
             }
         }
-        if renew_at.is_some_and(|at| Instant::now() >= at) && eventloop.network.is_some() {
-            match credentials.password(&shared) {
-                Ok((password, renew)) => {
-                    tracing::debug!(device_id = %shared.device_id, "renewing the SAS token");
-                    shared.stats.token_renewals.fetch_add(1, Ordering::Relaxed);
-                    set_password(&mut eventloop, &password);
-                    renew_at = renew;
-                    shared.status.send_replace(ConnectionStatus::Disconnected {
-                        reason: DisconnectReason::TokenRenewal,
-                        attempt: 0,
-                    });
-                    // Unacknowledged publishes move to the replay queue; the next poll
-                    // reconnects with the new token.
-                    eventloop.clean();
-                    eventloop.network = None;
+        flow
+    }
+
+    fn dispatch(&self, request: MethodRequest) {
+        let (handler, stream) = {
+            let h = self
+                .inner
+                .handlers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let handler = h.named.get(&request.name).or(h.fallback.as_ref()).cloned();
+            (handler, h.stream.clone())
+        };
+        let inner = self.inner.clone();
+        match (handler, stream) {
+            (Some(handler), _) => {
+                let permits = self.inner.method_permits.clone();
+                let handle = self.handle.clone();
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let rid = request.rid.clone();
+                    let name = request.name.clone();
+                    let fut = match handler {
+                        Handler::Plain(h) => h.call(request),
+                        Handler::WithClient(h) => match handle.upgrade() {
+                            Some(inner) => h(DeviceClient { inner }, request),
+                            None => Box::pin(async {
+                                MethodResponse::error(503, "the client is closing")
+                            }),
+                        },
+                    };
+                    let response =
+                        AssertUnwindSafe(fut)
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| {
+                                tracing::error!(method = %name, "method handler panicked");
+                                MethodResponse::error(500, "the method handler failed")
+                            });
+                    let _ = inner.send_method_response(&rid, response).await;
+                });
+            }
+            (None, Some(stream)) => {
+                let responder: Arc<dyn Respond> = self.inner.clone();
+                let incoming = IncomingMethod::new(request, Arc::downgrade(&responder));
+                // Full or closed: the request inside answers 500 when dropped here.
+                drop(stream.try_send(incoming));
+            }
+            (None, None) => {
+                let rid = request.rid.clone();
+                let message = format!("method '{}' is not implemented", request.name);
+                tokio::spawn(async move {
+                    let _ = inner
+                        .send_method_response(&rid, MethodResponse::error(404, &message))
+                        .await;
+                });
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        let mut core = self.inner.lock();
+        let s = &mut core.session;
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.connected = true;
+                s.on_connack(ack.session_present, now());
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                s.on_publish(&p.topic, p.payload.clone(), p.pkid)
+            }
+            Event::Incoming(Packet::PubAck(a)) => s.on_puback(a.pkid),
+            Event::Incoming(Packet::SubAck(a)) => s.on_suback(
+                a.pkid,
+                a.return_codes
+                    .iter()
+                    .all(|c| !matches!(c, SubscribeReasonCode::Failure)),
+            ),
+            Event::Outgoing(Outgoing::Publish(pkid)) => s.on_outgoing_publish(*pkid),
+            Event::Outgoing(Outgoing::Subscribe(pkid)) => s.on_outgoing_subscribe(*pkid),
+            _ => {}
+        }
+        s.handle_timeout(now());
+    }
+
+    /// Asks rumqttc to send DISCONNECT; `false` when there is no connection to close.
+    fn disconnect(&mut self) -> bool {
+        if !self.connected || self.closing {
+            return false;
+        }
+        self.closing = true;
+        self.client.try_disconnect().is_ok()
+    }
+
+    fn set_token(&mut self, eventloop: &mut EventLoop) -> bool {
+        match self.credentials.password(&self.inner) {
+            Ok((password, ttl)) => {
+                set_password(eventloop, &password);
+                if let Some(ttl) = ttl {
+                    self.inner
+                        .lock()
+                        .session
+                        .on_token(now(), ttl, self.keep_alive);
                 }
-                Err(_) => break CloseReason::Unauthorized,
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Forget what rumqttc would replay: the session requeued all of it and sends it again.
+fn forget_replay(eventloop: &mut EventLoop) {
+    eventloop.pending.clear();
+    eventloop.state.clean();
+}
+
+/// Runs the connection until the client closes or gives up.
+pub(crate) async fn run(mut pump: Pump, mut eventloop: EventLoop) {
+    let reason = 'outer: loop {
+        let event = {
+            let poll = eventloop.poll();
+            tokio::pin!(poll);
+            loop {
+                pump.flush();
+                if let Flow::Close(reason) = pump.act()
+                    && !pump.disconnect()
+                {
+                    break 'outer reason;
+                }
+                let timer = pump.inner.lock().session.resync_deadline();
+                let timer = timer.map(tokio::time::Instant::from_std);
+                tokio::select! {
+                    biased;
+                    event = &mut poll => break event,
+                    () = pump.inner.wake_pump.notified() => {}
+                    () = sleep_until(timer) => {
+                        // Only the resync here: a renewal needs the event loop, so it waits
+                        // for the next event.
+                        pump.inner.lock().session.handle_resync_timeout(now());
+                    }
+                }
+            }
+        };
+        match event {
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if pump.closing => {
+                break CloseReason::ClientClosed;
+            }
+            Err(_) if pump.closing => break CloseReason::ClientClosed,
+            Ok(event) => pump.on_event(&event),
+            Err(e) => {
+                pump.connected = false;
+                Counters::bump(&pump.inner.stats.connection_losses);
+                tracing::info!(device_id = %pump.inner.device_id, error = %e, "connection lost");
+                forget_replay(&mut eventloop);
+                let loss = loss_of(&e);
+                if let Some(tx) = pump.ready.take() {
+                    let lost = {
+                        let mut core = pump.inner.lock();
+                        core.session.on_connection_lost(loss, rand::random::<f64>());
+                        core.session.is_closed()
+                    };
+                    if lost {
+                        let _ = tx.send(Err(connect_error(&e)));
+                    } else {
+                        pump.ready = Some(tx);
+                    }
+                } else {
+                    pump.inner
+                        .lock()
+                        .session
+                        .on_connection_lost(loss, rand::random::<f64>());
+                }
+            }
+        }
+        match pump.act() {
+            Flow::Continue => {}
+            Flow::Close(reason) => {
+                if !pump.disconnect() {
+                    break reason;
+                }
+            }
+            Flow::Renew => {
+                tracing::debug!(device_id = %pump.inner.device_id, "renewing the SAS token");
+                Counters::bump(&pump.inner.stats.token_renewals);
+                if !pump.set_token(&mut eventloop) {
+                    break CloseReason::Unauthorized;
+                }
+                eventloop.clean();
+                forget_replay(&mut eventloop);
+                eventloop.network = None;
+                pump.connected = false;
+            }
+            Flow::Reconnect(delay) => {
+                let sleep = tokio::time::sleep(delay);
+                tokio::pin!(sleep);
+                loop {
+                    if let Flow::Close(reason) = pump.act() {
+                        break 'outer reason;
+                    }
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        () = pump.inner.wake_pump.notified() => {}
+                    }
+                }
+                if !pump.set_token(&mut eventloop) {
+                    break CloseReason::Unauthorized;
+                }
             }
         }
     };
-    shared.closing.store(true, Ordering::Release);
-    shared.status.send_replace(ConnectionStatus::Closed {
-        reason: close_reason,
-    });
-    shared.shut_down();
-    if let Some(tx) = ready.take() {
+    {
+        let mut core = pump.inner.lock();
+        core.session.close(reason);
+    }
+    pump.act();
+    let status = ConnectionStatus::Closed { reason };
+    pump.inner.status.send_replace(status);
+    pump.inner.delivered.notify_waiters();
+    pump.inner
+        .handlers
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .stream = None;
+    if let Some(tx) = pump.ready.take() {
         let _ = tx.send(Err(Error::closed()));
     }
-    tracing::debug!(device_id = %shared.device_id, reason = ?close_reason, "client stopped");
+    tracing::debug!(device_id = %pump.inner.device_id, ?reason, "client stopped");
 }
 
 /// Keep-alive short enough that a token renewal is noticed in time.

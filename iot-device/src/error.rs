@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Serialization,
     /// The client was closed.
     Closed,
+    /// The offline telemetry queue was full; retry later or raise its bounds.
+    QueueFull,
 }
 
 /// The error type of this crate. Its `Display` never contains keys, tokens or payloads.
@@ -82,7 +84,7 @@ impl Error {
     /// answers 408, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ErrorKind::Connection | ErrorKind::Timeout => true,
+            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::QueueFull => true,
             ErrorKind::Hub => self
                 .status
                 .is_some_and(iot_common::status::is_retryable_status),

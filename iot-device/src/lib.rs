@@ -7,11 +7,11 @@
 mod client;
 mod driver;
 mod error;
+mod inner;
 mod message;
 mod methods;
 mod options;
-mod outbox;
-mod shared;
+mod session;
 mod status;
 mod tls;
 mod twin;
@@ -24,5 +24,6 @@ pub use iot_common::{
 pub use message::{C2dMessage, C2dMessages, Message};
 pub use methods::{BoxFuture, IncomingMethod, MethodError, MethodHandler, MethodRequests};
 pub use options::{DeviceClientOptions, Transport};
+pub use session::QueueFullPolicy;
 pub use status::{ClientStats, CloseReason, ConnectionStatus, DisconnectReason, StatusChanges};
 pub use twin::{DesiredKind, DesiredUpdate, DesiredUpdates};

@@ -5,7 +5,6 @@ use futures_core::Stream;
 use iot_common::MessageProperties;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// A device-to-cloud message: a body and its properties.
 ///
@@ -106,15 +105,27 @@ impl C2dMessage {
 }
 
 /// The stream of cloud-to-device messages; ends when the client closes.
-#[derive(Debug)]
+///
+/// A message is acknowledged to the hub only when it is taken from here, so the hub keeps
+/// (and later redelivers) what the application has not taken. At most `c2d_capacity`
+/// messages (default 16) wait here. All streams of a client share one queue.
 pub struct C2dMessages {
-    pub(crate) rx: mpsc::UnboundedReceiver<C2dMessage>,
+    pub(crate) inner: crate::inner::Pull<C2dMessage>,
+}
+
+impl std::fmt::Debug for C2dMessages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("C2dMessages")
+    }
 }
 
 impl C2dMessages {
     /// The next message.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a message is taken (and acknowledged) only when this resolves.
     pub async fn next(&mut self) -> Option<C2dMessage> {
-        self.rx.recv().await
+        futures_util::StreamExt::next(&mut self.inner).await
     }
 }
 
@@ -122,6 +133,6 @@ impl Stream for C2dMessages {
     type Item = C2dMessage;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().rx.poll_recv(cx)
+        self.get_mut().inner.as_mut().poll_next(cx)
     }
 }

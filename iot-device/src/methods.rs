@@ -1,7 +1,6 @@
 //! Direct-method handlers: a small trait with a boxed future (closures and stateful types both
 //! implement it), typed handlers on top of it, and a stream for those who prefer one.
 
-use crate::shared::Shared;
 use futures_core::Stream;
 use iot_common::{MethodRequest, MethodResponse};
 use serde::Serialize;
@@ -9,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
@@ -98,21 +97,40 @@ where
     }
 }
 
+/// Sends a method response; implemented by the client's state, so that this module needs
+/// nothing from it (and no import loop forms).
+pub(crate) trait Respond: Send + Sync + 'static {
+    /// Queues the response and resolves on the hub's PUBACK.
+    fn respond(
+        self: Arc<Self>,
+        rid: String,
+        response: MethodResponse,
+    ) -> BoxFuture<crate::Result<()>>;
+}
+
 /// A method request from [`MethodRequests`]; answer it with [`IncomingMethod::respond`].
 /// Dropped unanswered, it answers 500.
 #[must_use = "an unanswered method request makes the caller wait; it answers 500 when dropped"]
-#[derive(Debug)]
 pub struct IncomingMethod {
     request: MethodRequest,
-    shared: Weak<Shared>,
+    responder: Weak<dyn Respond>,
     answered: bool,
 }
 
+impl std::fmt::Debug for IncomingMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingMethod")
+            .field("request", &self.request)
+            .field("answered", &self.answered)
+            .finish()
+    }
+}
+
 impl IncomingMethod {
-    pub(crate) fn new(request: MethodRequest, shared: Weak<Shared>) -> Self {
+    pub(crate) fn new(request: MethodRequest, responder: Weak<dyn Respond>) -> Self {
         Self {
             request,
-            shared,
+            responder,
             answered: false,
         }
     }
@@ -122,28 +140,30 @@ impl IncomingMethod {
         &self.request
     }
 
-    /// Sends the answer.
+    /// Sends the answer and waits for the hub's PUBACK, at most the operation timeout.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it resolves withdraws the answer if it was not sent yet;
+    /// the request then counts as answered (no automatic 500 follows).
     ///
     /// # Errors
     /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) when the client is gone.
     pub async fn respond(mut self, response: MethodResponse) -> crate::Result<()> {
         self.answered = true;
-        let shared = self.shared.upgrade().ok_or_else(crate::Error::closed)?;
-        shared
-            .send_method_response(&self.request.rid, response)
-            .await
+        let responder = self.responder.upgrade().ok_or_else(crate::Error::closed)?;
+        responder.respond(self.request.rid.clone(), response).await
     }
 }
 
 impl Drop for IncomingMethod {
     fn drop(&mut self) {
         if !self.answered
-            && let Some(shared) = self.shared.upgrade()
+            && let Some(responder) = self.responder.upgrade()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            shared.try_send_method_response(
-                &self.request.rid,
-                MethodResponse::error(500, "the method request was dropped without an answer"),
-            );
+            let response =
+                MethodResponse::error(500, "the method request was dropped without an answer");
+            rt.spawn(responder.respond(self.request.rid.clone(), response));
         }
     }
 }
@@ -156,6 +176,9 @@ pub struct MethodRequests {
 
 impl MethodRequests {
     /// The next request.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a request is taken only when this resolves.
     pub async fn next(&mut self) -> Option<IncomingMethod> {
         self.rx.recv().await
     }

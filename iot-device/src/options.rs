@@ -1,5 +1,6 @@
 //! Client options: private fields, chainable setters, a `Debug` without secrets.
 
+use crate::session::QueueFullPolicy;
 use crate::{Result, tls};
 use iot_common::Backoff;
 use std::fmt;
@@ -44,6 +45,11 @@ pub struct DeviceClientOptions {
     pub(crate) transport: Transport,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) product_info: Option<String>,
+    pub(crate) telemetry_queue_messages: usize,
+    pub(crate) telemetry_queue_bytes: usize,
+    pub(crate) queue_full_policy: QueueFullPolicy,
+    pub(crate) desired_capacity: usize,
+    pub(crate) c2d_capacity: usize,
 }
 
 impl Default for DeviceClientOptions {
@@ -60,6 +66,11 @@ impl Default for DeviceClientOptions {
             transport: Transport::default(),
             tls: None,
             product_info: None,
+            telemetry_queue_messages: 1000,
+            telemetry_queue_bytes: 4 * 1024 * 1024,
+            queue_full_policy: QueueFullPolicy::Reject,
+            desired_capacity: 16,
+            c2d_capacity: 16,
         }
     }
 }
@@ -133,6 +144,36 @@ impl DeviceClientOptions {
         self
     }
 
+    /// Bounds of the offline telemetry queue: messages accepted but not yet handed to the
+    /// connection (default 1000 messages and 4 MiB, topic included). Each queued message
+    /// holds its body until it is sent, so these bound the memory of an outage.
+    pub fn telemetry_queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.telemetry_queue_messages = messages.max(1);
+        self.telemetry_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// What a send does when the telemetry queue is full (default: refuse it with
+    /// [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull)).
+    pub fn queue_full_policy(mut self, policy: QueueFullPolicy) -> Self {
+        self.queue_full_policy = policy;
+        self
+    }
+
+    /// How many desired updates wait for a slow consumer (default 16). Past that they
+    /// coalesce into one [`DesiredKind::Full`](crate::DesiredKind::Full) of the current state.
+    pub fn desired_capacity(mut self, n: usize) -> Self {
+        self.desired_capacity = n.max(1);
+        self
+    }
+
+    /// How many cloud-to-device messages wait for the application (default 16). Past that
+    /// they are not acknowledged, so the hub keeps them and delivers them again later.
+    pub fn c2d_capacity(mut self, n: usize) -> Self {
+        self.c2d_capacity = n.max(1);
+        self
+    }
+
     /// Trusts a CA (PEM text) besides the platform roots, e.g. the emulator's.
     ///
     /// # Errors
@@ -184,6 +225,11 @@ impl fmt::Debug for DeviceClientOptions {
             .field("model_id", &self.model_id)
             .field("max_concurrent_methods", &self.max_concurrent_methods)
             .field("transport", &self.transport)
+            .field("telemetry_queue_messages", &self.telemetry_queue_messages)
+            .field("telemetry_queue_bytes", &self.telemetry_queue_bytes)
+            .field("queue_full_policy", &self.queue_full_policy)
+            .field("desired_capacity", &self.desired_capacity)
+            .field("c2d_capacity", &self.c2d_capacity)
             .field("custom_ca", &self.tls.is_some())
             .finish()
     }

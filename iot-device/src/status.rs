@@ -103,4 +103,15 @@ pub struct ClientStats {
     pub token_renewals: u64,
     /// Connections or connection attempts that failed or dropped.
     pub connection_losses: u64,
+    /// Telemetry messages dropped from the full offline queue
+    /// ([`QueueFullPolicy::DropOldest`](crate::QueueFullPolicy::DropOldest)).
+    pub telemetry_dropped: u64,
+    /// Telemetry messages in the offline queue now.
+    pub telemetry_queued: usize,
+    /// Bytes (topic and body) in the offline queue now.
+    pub telemetry_queued_bytes: usize,
+    /// Desired updates waiting for the application now (at most `desired_capacity` + 1).
+    pub desired_waiting: usize,
+    /// C2D messages waiting for the application now (at most `c2d_capacity`).
+    pub c2d_waiting: usize,
 }

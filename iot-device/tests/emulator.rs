@@ -215,11 +215,22 @@ async fn desired_update_while_connected() {
         false,
     )
     .unwrap();
-    let u = tokio::time::timeout(WAIT, updates.next())
+    // First the current state as Full (version 1, before the change)...
+    let first = tokio::time::timeout(WAIT, updates.next())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((u.version, u.kind), (2, DesiredKind::Patch));
+    assert_eq!(first.kind, DesiredKind::Full);
+    // ...unless the change won the race with the GET, then the patch.
+    let u = if first.version == 1 {
+        tokio::time::timeout(WAIT, updates.next())
+            .await
+            .unwrap()
+            .unwrap()
+    } else {
+        first
+    };
+    assert_eq!(u.version, 2);
     assert_eq!(u.properties["interval"], 5);
     assert!(!u.properties.contains_key("$version"));
 }
@@ -256,10 +267,18 @@ async fn desired_update_missed_while_disconnected_is_delivered_after_reconnect()
         false,
     )
     .unwrap();
-    let u = tokio::time::timeout(WAIT, updates.next())
+    let mut u = tokio::time::timeout(WAIT, updates.next())
         .await
         .unwrap()
         .unwrap();
+    if u.version == 1 {
+        // The current state when the stream started, before the changes.
+        assert_eq!(u.kind, DesiredKind::Full);
+        u = tokio::time::timeout(WAIT, updates.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
     assert_eq!((u.version, u.kind), (3, DesiredKind::Full));
     assert_eq!(
         Value::Object(u.properties),
