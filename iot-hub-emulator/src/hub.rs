@@ -430,6 +430,10 @@ impl Hub {
     }
 
     /// Pushes a message to a session if it is subscribed to `bit`; `false` otherwise.
+    ///
+    /// A session whose outbound queue is full is closed rather than silently skipped: a
+    /// dropped desired-property notification would leave the device's twin stale with nothing
+    /// to tell it so, while a device that reconnects reads its twin again.
     pub(crate) fn push(
         &self,
         session: &SessionHandle,
@@ -437,11 +441,23 @@ impl Hub {
         topic: String,
         payload: Bytes,
     ) -> bool {
-        session.subscribed(bit)
-            && session
-                .tx
-                .try_send(Outbound::Publish { topic, payload })
-                .is_ok()
+        if !session.subscribed(bit) {
+            return false;
+        }
+        match session.tx.try_send(Outbound::Publish { topic, payload }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    device_id = %session.device_id,
+                    "closing a connection that does not keep up with its notifications"
+                );
+                session
+                    .close
+                    .close("the device did not keep up with its notifications");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     pub(crate) fn record_telemetry(&self, record: TelemetryRecord) {
