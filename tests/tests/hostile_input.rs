@@ -138,6 +138,34 @@ async fn closed<S: AsyncReadExt + Unpin>(s: &mut S) -> bool {
     .is_ok()
 }
 
+/// `myDevice` connected on the plain port and subscribed to desired-property notifications,
+/// CONNACK and SUBACK read; from here on the caller reads nothing.
+async fn desired_subscriber(hub: &RunningEmulator, expires_at: u64) -> TcpStream {
+    let mut s = plain(hub).await;
+    let mut bytes = device_connect(hub, "myDevice", expires_at, None);
+    bytes.extend(subscribe_packet("$iothub/twin/PATCH/properties/desired/#"));
+    s.write_all(&bytes).await.unwrap();
+    read_n(&mut s, 9).await;
+    s
+}
+
+/// `count` desired patches of about 24 KB each (six 4 KB strings, under the 32 KB section
+/// limit), each one a notification to a subscribed `myDevice`.
+fn flood_desired(hub: &RunningEmulator, count: u32) {
+    let big = "x".repeat(4000);
+    for i in 0..count {
+        hub.update_twin(
+            "myDevice",
+            None,
+            &json!({ "properties": { "desired": {
+                "b1": big, "b2": big, "b3": big, "b4": big, "b5": big, "b6": big, "n": i
+            } } }),
+            false,
+        )
+        .unwrap();
+    }
+}
+
 async fn eventually(mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
@@ -219,24 +247,9 @@ async fn a_token_expiring_in_the_far_future_neither_panics_nor_leaves_a_ghost_se
 #[tokio::test]
 async fn a_device_that_stops_reading_is_still_disconnected_on_request() {
     let hub = hub().await;
-    let mut s = plain(&hub).await;
-    let mut bytes = device_connect(&hub, "myDevice", now() + 3600, None);
-    bytes.extend(subscribe_packet("$iothub/twin/PATCH/properties/desired/#"));
-    s.write_all(&bytes).await.unwrap();
-    read_n(&mut s, 9).await; // CONNACK + SUBACK; from here on the device reads nothing
+    let _s = desired_subscriber(&hub, now() + 3600).await;
     // Fill the socket buffers and the session's queue with desired-property notifications.
-    let big = "x".repeat(4000);
-    for i in 0..300 {
-        hub.update_twin(
-            "myDevice",
-            None,
-            &json!({ "properties": { "desired": {
-                "b1": big, "b2": big, "b3": big, "b4": big, "b5": big, "b6": big, "n": i
-            } } }),
-            false,
-        )
-        .unwrap();
-    }
+    flood_desired(&hub, 300);
     // The flood may already have closed it (queue full); either way it must end.
     hub.disconnect("myDevice", None);
     assert!(
@@ -248,25 +261,10 @@ async fn a_device_that_stops_reading_is_still_disconnected_on_request() {
 #[tokio::test]
 async fn a_device_that_falls_behind_on_notifications_is_disconnected_not_silently_skipped() {
     let hub = hub().await;
-    let mut s = plain(&hub).await;
-    let mut bytes = device_connect(&hub, "myDevice", now() + 3600, None);
-    bytes.extend(subscribe_packet("$iothub/twin/PATCH/properties/desired/#"));
-    s.write_all(&bytes).await.unwrap();
-    read_n(&mut s, 9).await;
+    let _s = desired_subscriber(&hub, now() + 3600).await;
     // More notifications than the socket buffers and the session's queue (256) can hold: the
     // emulator used to drop the rest silently and keep the device connected with a stale twin.
-    let big = "x".repeat(4000);
-    for i in 0..1500 {
-        hub.update_twin(
-            "myDevice",
-            None,
-            &json!({ "properties": { "desired": {
-                "b1": big, "b2": big, "b3": big, "b4": big, "b5": big, "b6": big, "n": i
-            } } }),
-            false,
-        )
-        .unwrap();
-    }
+    flood_desired(&hub, 1500);
     assert!(
         eventually(|| hub.connected_count() == 0).await,
         "the device that fell behind was disconnected, so it resyncs when it reconnects"
@@ -282,18 +280,7 @@ async fn token_expiry_fires_while_a_write_to_a_device_is_blocked() {
     bytes.extend(subscribe_packet("$iothub/twin/PATCH/properties/desired/#"));
     s.write_all(&bytes).await.unwrap();
     read_n(&mut s, 9).await;
-    let big = "x".repeat(4000);
-    for i in 0..300 {
-        hub.update_twin(
-            "myDevice",
-            None,
-            &json!({ "properties": { "desired": {
-                "b1": big, "b2": big, "b3": big, "b4": big, "b5": big, "b6": big, "n": i
-            } } }),
-            false,
-        )
-        .unwrap();
-    }
+    flood_desired(&hub, 300);
     assert!(
         eventually(|| hub.connected_count() == 0).await,
         "the expired connection closed although its writes were blocked"
