@@ -118,6 +118,7 @@ impl Harness {
         let app = router(AppState {
             hub: self.hub.clone(),
             shutdown: self.shutdown.clone(),
+            console: None,
         });
         let Ok(request) = axum::http::Request::builder()
             .method(method)

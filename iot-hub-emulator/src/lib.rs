@@ -110,6 +110,7 @@ pub struct EmulatorBuilder {
     telemetry_max_bytes: usize,
     http_idle_timeout: Duration,
     faults: FaultSettings,
+    console: bool,
 }
 
 impl Default for EmulatorBuilder {
@@ -130,6 +131,7 @@ impl Default for EmulatorBuilder {
             telemetry_max_bytes: limits::TELEMETRY_MAX_BYTES,
             http_idle_timeout: limits::HTTP_IDLE_TIMEOUT,
             faults: FaultSettings::default(),
+            console: true,
         }
     }
 }
@@ -205,6 +207,13 @@ impl EmulatorBuilder {
     /// How long a connection may outlive its token's expiry (default 0).
     pub fn token_grace(mut self, grace: Duration) -> Self {
         self.token_grace = grace;
+        self
+    }
+
+    /// Serve the web console at `/` on the HTTPS port (default on). On a loopback address it
+    /// opens without a login; on any other it asks for the `iothubowner` key.
+    pub fn console(mut self, enabled: bool) -> Self {
+        self.console = enabled;
         self
     }
 
@@ -478,6 +487,9 @@ impl EmulatorBuilder {
                 http::AppState {
                     hub: hub.clone(),
                     shutdown: shutdown_rx.clone(),
+                    console: self.console.then(|| {
+                        Arc::new(http::console::Console::new(self.bind, mqtt_addr.port()))
+                    }),
                 },
             )),
             tokio::spawn(jobs::scheduler(hub.clone(), shutdown_rx.clone())),

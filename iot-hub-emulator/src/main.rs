@@ -64,6 +64,9 @@ struct Args {
     /// Fault: disconnect the first N devices that publish (MQTT throttling).
     #[arg(long, value_name = "N")]
     fault_throttle_mqtt: Option<u32>,
+    /// Do not serve the web console at `/` on the HTTPS port.
+    #[arg(long)]
+    no_console: bool,
 }
 
 fn default_cert_dir() -> PathBuf {
@@ -88,7 +91,8 @@ async fn main() -> std::process::ExitCode {
         .https_port(args.https_port)
         .host_name(args.host_name)
         .cert_dir(args.cert_dir.unwrap_or_else(default_cert_dir))
-        .token_grace(std::time::Duration::from_secs(args.token_grace_secs));
+        .token_grace(std::time::Duration::from_secs(args.token_grace_secs))
+        .console(!args.no_console);
     let mut faults = iot_hub_emulator::FaultSettings::default();
     faults.drop_all_every_secs = args.fault_drop_all_every;
     faults.refuse_connections_secs = args.fault_refuse_connections;
@@ -130,6 +134,9 @@ async fn main() -> std::process::ExitCode {
     println!("  HTTPS + MQTT/WSS:      {}", emu.https_addr());
     if let Some(p) = emu.ca_cert_path() {
         println!("  CA certificate:        {}", p.display());
+    }
+    if !args.no_console {
+        println!("  Web console:           {}/", emu.https_url());
     }
     println!();
     println!(

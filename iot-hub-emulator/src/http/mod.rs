@@ -1,6 +1,7 @@
 //! The service plane: HTTPS REST with the hub's paths, plus MQTT over WebSockets at
 //! `/$iothub/websocket` on the same port, as the real hub serves both on 443.
 
+pub(crate) mod console;
 mod emulator_api;
 mod jobs_api;
 mod not_emulated;
@@ -34,6 +35,8 @@ pub(crate) fn json_response<T: serde::Serialize>(
 pub(crate) struct AppState {
     pub(crate) hub: Arc<Hub>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The web console, unless it is turned off.
+    pub(crate) console: Option<Arc<console::Console>>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -85,6 +88,7 @@ pub(crate) fn router(state: AppState) -> Router {
             rest_faults,
         ))
         .merge(emulator_api::routes())
+        .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_answers,
