@@ -303,7 +303,9 @@
       return !f || tr.textContent.toLowerCase().includes(f);
     };
     const showCounts = () => {
-      const parts = [rows.children.length + ' shown'];
+      let shown = 0;
+      for (const tr of rows.children) if (!tr.hidden) shown++;
+      const parts = [shown + ' shown'];
       if (paused) parts.push(held.length + ' waiting');
       if (missed) parts.push(missed + ' missed');
       if (heldDropped) parts.push(heldDropped + ' dropped while paused');
@@ -337,6 +339,7 @@
     });
     filter.addEventListener('input', () => {
       for (const tr of rows.children) tr.hidden = !matches(tr);
+      showCounts();
     });
     $('.clear', container).addEventListener('click', () => {
       rows.replaceChildren();
