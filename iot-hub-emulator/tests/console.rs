@@ -41,8 +41,17 @@ fn base(hub: &RunningEmulator) -> String {
 async fn turned_off_the_console_paths_answer_the_usual_404() {
     let hub = Emulator::builder().console(false).start().await.unwrap();
     let http = client(&hub);
-    for path in ["/", "/console/token", "/console/events", "/console/assets/console.js"] {
-        let r = http.get(format!("{}{path}", base(&hub))).send().await.unwrap();
+    for path in [
+        "/",
+        "/console/token",
+        "/console/events",
+        "/console/assets/console.js",
+    ] {
+        let r = http
+            .get(format!("{}{path}", base(&hub)))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{path}");
         assert!(r.headers().contains_key("iothub-errorcode"), "{path}");
     }
@@ -54,7 +63,10 @@ async fn on_loopback_the_console_opens_and_its_token_works_on_the_rest_api() {
     let http = client(&hub);
     let page = http.get(format!("{}/", base(&hub))).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(page.text().await.unwrap().contains("id=\"device-table\""));
 
@@ -145,7 +157,9 @@ async fn off_loopback_the_key_buys_an_http_only_secure_cookie_and_nothing_else_d
 
     let form = format!(
         "key={}",
-        key.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+        key.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
     );
     let ok = http
         .post(format!("{}/console/login", base(&hub)))
