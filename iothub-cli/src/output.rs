@@ -140,6 +140,22 @@ impl Output {
         Spinner(Some(bar))
     }
 
+    /// A progress bar of `len` steps on stderr, only when stderr is a terminal.
+    pub fn progress(&self, len: u64, message: impl Into<String>) -> Spinner {
+        if !self.spinners {
+            return Spinner(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed}, {eta} left)")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(message.into());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Spinner(Some(bar))
+    }
+
     /// The one-line error on stderr.
     pub fn error(&self, e: &CliError) {
         let line = e.to_string().replace(['\n', '\r'], " ");
@@ -155,6 +171,21 @@ impl Output {
 pub struct Spinner(Option<ProgressBar>);
 
 impl Spinner {
+    /// One more step of a progress bar done.
+    pub fn inc(&self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+
+    /// Prints a line above the bar (or plainly, without one), so it is not overdrawn.
+    pub fn println(&self, line: &str) {
+        match &self.0 {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Changes the message.
     pub fn set_message(&self, message: impl Into<String>) {
         if let Some(b) = &self.0 {

@@ -233,6 +233,63 @@ async fn device_create_with_given_keys_and_a_duplicate_conflicts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn bulk_create_makes_numbered_devices_and_reports_the_ones_that_fail() {
+    let h = start().await;
+    let made = h
+        .run(&[
+            "--json", "device", "create", "--count", "12", "--prefix", "bulk-",
+        ])
+        .await
+        .ok();
+    let made_json = made.json();
+    let expected: Vec<String> = (1..=12).map(|n| format!("bulk-{n:02}")).collect();
+    assert_eq!(made_json["created"], json!(expected));
+    assert_eq!(made_json["failed"], json!([]));
+    // Not a terminal: no progress bar, nothing on stderr.
+    assert!(made.stderr.is_empty(), "{}", made.stderr);
+    for id in &expected {
+        assert!(h.hub.device_connection_string(id).is_some(), "{id}");
+    }
+
+    // Again with one more: the twelve exist (409 each, reported), the thirteenth is made,
+    // and the exit code says that something failed.
+    let again = h
+        .run(&["device", "create", "--count", "13", "--prefix", "bulk-"])
+        .await;
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    // One line per failed device, then the usual one-line error (the first failure's).
+    let lines: Vec<&str> = again.stderr.lines().collect();
+    assert_eq!(lines.len(), 13, "{}", again.stderr);
+    assert!(lines[12].starts_with("error: "), "{}", again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("created 1 device, bulk-13; 12 failed"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again.stderr.contains("bulk-01: ") && again.stderr.contains("409"),
+        "{}",
+        again.stderr
+    );
+    assert!(!again.stderr.contains('\x1b'), "no escapes off a terminal");
+    assert!(h.hub.device_connection_string("bulk-13").is_some());
+
+    // A device id and --count together, --count without --prefix, or a count of 0: clap's
+    // usage error, exit code 2.
+    for args in [
+        &["device", "create", "one", "--count", "2", "--prefix", "p"][..],
+        &["device", "create", "--count", "2"][..],
+        &["device", "create", "--count", "0", "--prefix", "p"][..],
+    ] {
+        let r = h.run(args).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_device_is_a_one_line_error_with_exit_code_1() {
     let h = start().await;
     for args in [
