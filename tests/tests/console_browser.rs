@@ -327,3 +327,100 @@ async fn off_loopback_the_console_needs_the_owner_key() {
     b.screenshot("logged-in").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_query_jobs_connection_and_fault_pages_work() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let hub = Emulator::builder().start().await.unwrap();
+    hub.create_device("lab-1").unwrap();
+    hub.create_device("lab-2").unwrap();
+    hub.update_twin("lab-2", None, &json!({"tags": {"site": "lab"}}), false)
+        .unwrap();
+    let service = iot_service::ServiceClient::from_connection_string(
+        &hub.service_connection_string(),
+        iot_service::ServiceClientOptions::new()
+            .trust_ca_pem(hub.ca_pem())
+            .unwrap(),
+    )
+    .unwrap();
+    let later = iot_service::JobSchedule {
+        start: Some(std::time::SystemTime::now() + Duration::from_secs(3600)),
+        max_execution: Duration::from_secs(600),
+    };
+    service
+        .schedule_method_job(
+            "reboot-lab",
+            "tags.site = 'lab'",
+            &iot_service::DirectMethodRequest::new("reboot"),
+            later,
+        )
+        .await
+        .unwrap();
+    let b = Browser::start(1280, 800).await;
+
+    b.goto(&format!("{}/#/query", hub.https_url())).await;
+    b.type_into(
+        "#query-text",
+        "SELECT deviceId, tags FROM devices WHERE tags.site = 'lab'",
+    )
+    .await;
+    b.click("#query-run").await;
+    b.text_when("#query-message", STEP, |t| t == "1 rows").await;
+    let table = b
+        .text_when("#query-table", STEP, |t| t.contains("lab-2"))
+        .await;
+    assert!(!table.contains("lab-1"), "{table}");
+    b.screenshot("query").await;
+
+    b.goto(&format!("{}/#/jobs", hub.https_url())).await;
+    b.text_when("#jobs-rows", STEP, |t| {
+        t.contains("reboot-lab") && t.contains("scheduled")
+    })
+    .await;
+    b.screenshot("jobs").await;
+    b.click("#jobs-rows button").await;
+    b.text_when("#jobs-rows", STEP, |t| t.contains("cancelled"))
+        .await;
+
+    b.goto(&format!("{}/#/connection", hub.https_url())).await;
+    let shown = b
+        .client
+        .wait()
+        .at_most(STEP)
+        .for_element(fantoccini::Locator::Css("#service-cs"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    while shown
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no connection string shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        shown.prop("value").await.unwrap().unwrap(),
+        hub.service_connection_string()
+    );
+    b.screenshot("connection").await;
+
+    // A fault armed from the page is what the next REST call meets.
+    b.goto(&format!("{}/#/faults", hub.https_url())).await;
+    b.type_into("#f-throttleRest", "1").await;
+    b.click("#faults-apply").await;
+    b.text_when("#faults-message", STEP, |t| t.starts_with("Applied"))
+        .await;
+    b.screenshot("faults").await;
+    let fired = hub.faults_fired();
+    b.goto(&format!("{}/#/jobs", hub.https_url())).await;
+    b.text_when("#jobs-message", STEP, |t| t.contains("HTTP 429"))
+        .await;
+    assert_eq!(hub.faults_fired(), fired + 1);
+    b.click("#jobs-reload").await;
+    b.text_when("#jobs-rows", STEP, |t| t.contains("reboot-lab"))
+        .await;
+    b.close().await;
+}
