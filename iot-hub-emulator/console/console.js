@@ -383,7 +383,7 @@
     const es = new EventSource('/console/events');
     let refresh = null;
     es.addEventListener('devices', () => {
-      // Activity changes with every message; one reload per 300 ms is plenty.
+      // Activity changes with every message; one reload per 200 ms is plenty.
       if (refresh) return;
       refresh = setTimeout(async () => {
         refresh = null;
@@ -394,7 +394,7 @@
             if (res.ok) showDeviceState(res.json);
           }
         } catch (e) { banner(e.message); }
-      }, 300);
+      }, 200);
     });
     es.addEventListener('telemetry', (ev) => {
       const r = JSON.parse(ev.data);

@@ -42,11 +42,9 @@ async fn the_device_list_shows_a_new_connection_within_two_seconds() {
     b.text_when(row, STEP, |t| t == "Disconnected").await;
 
     let dev = device(&hub, "thermostat-7").await;
-    let connected = Instant::now();
     // The deadline: the list shows the connection within 2 s, without a reload.
     b.text_when(row, Duration::from_secs(2), |t| t == "Connected")
         .await;
-    assert!(connected.elapsed() <= Duration::from_secs(2) + Duration::from_millis(500));
     let activity = b
         .text_when(
             "tr[data-device-id='thermostat-7'] td:nth-child(3)",
