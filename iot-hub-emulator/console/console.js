@@ -549,6 +549,7 @@
     try {
       const s = await getSession();
       $('#hub-name').textContent = s.hostName;
+      $('#logout-form').hidden = !s.loginRequired;
     } catch (e) {
       banner(e.message);
     }

@@ -52,3 +52,14 @@ pub(crate) const MAX_ACTIVE_JOBS: usize = 100;
 /// Jobs kept for `GET /jobs/v2/{id}` and queries; past this the oldest finished one is
 /// forgotten when a new one is created.
 pub(crate) const MAX_KEPT_JOBS: usize = 1000;
+
+/// Web console: recent telemetry messages a new live stream (`/console/events`) starts with.
+pub(crate) const CONSOLE_EVENTS_BACKLOG: u64 = 100;
+/// Web console: messages, and about this many bytes of them, one live stream reads from the
+/// telemetry buffer per poll; it holds no more than that.
+pub(crate) const CONSOLE_EVENTS_POLL_MAX: usize = 200;
+pub(crate) const CONSOLE_EVENTS_POLL_MAX_BYTES: usize = 1024 * 1024;
+/// Web console: lifetime of the `iothubowner` token handed to the page.
+pub(crate) const CONSOLE_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
+/// Web console off loopback: how long a login lasts.
+pub(crate) const CONSOLE_SESSION_SECS: u64 = 8 * 60 * 60;

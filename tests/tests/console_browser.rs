@@ -323,6 +323,12 @@ async fn off_loopback_the_console_needs_the_owner_key() {
     assert_eq!(session.secure(), Some(true));
     assert!(!session.value().contains(&key));
     b.screenshot("logged-in").await;
+
+    // Logging out clears the cookie: the login form again.
+    b.click("#logout").await;
+    b.text_when("h2", STEP, |t| t == "Log in").await;
+    let cookies = b.client.get_all_cookies().await.unwrap();
+    assert!(cookies.iter().all(|c| c.name() != "iothub-console"));
     b.close().await;
 }
 

@@ -7,7 +7,8 @@
 //! Elsewhere the `iothubowner` key is the login. It is posted once to `/console/login`, compared
 //! in constant time, never logged, and traded for a session cookie: `HttpOnly` (scripts cannot
 //! read it), `Secure` (HTTPS only), `SameSite=Strict` (other sites cannot ride on it), signed
-//! with a key made at start-up (a restart logs everyone out) and valid for [`SESSION_SECS`].
+//! with a key made at start-up (a restart logs everyone out) and valid for
+//! `limits::CONSOLE_SESSION_SECS` (8 hours).
 
 use super::super::AppState;
 use super::assets;
@@ -21,8 +22,7 @@ use iot_common::sas::SasToken;
 
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "iothub-console";
-/// How long a login lasts.
-pub(crate) const SESSION_SECS: u64 = 8 * 60 * 60;
+use crate::limits::CONSOLE_SESSION_SECS as SESSION_SECS;
 /// The resource the session cookie is signed for.
 const SESSION_RESOURCE: &str = "iothub-console-session";
 const SAS_PREFIX: &str = "SharedAccessSignature ";
@@ -56,6 +56,11 @@ impl Access {
             loopback,
             cookie_key: crate::registry::generate_key(),
         }
+    }
+
+    /// Whether this console asks for the key (it is not on loopback).
+    pub(crate) fn login_required(&self) -> bool {
+        !self.loopback
     }
 
     pub(crate) fn check(&self, hub: &Hub, headers: &HeaderMap) -> Verdict {

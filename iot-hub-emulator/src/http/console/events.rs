@@ -4,11 +4,11 @@
 //!   reloads the list from `GET /devices`. Sent once at the start too.
 //! - `telemetry` — one device-to-cloud message, as `GET /emulator/telemetry` shows it; the
 //!   event id is its sequence number, so a browser that reconnects (`Last-Event-ID`) goes on
-//!   where it stopped. The stream starts with up to [`BACKLOG`] recent messages.
+//!   where it stopped. The stream starts with up to `limits::CONSOLE_EVENTS_BACKLOG` (100) recent messages.
 //! - `dropped` — `{"count": n}`: messages this reader missed.
 //!
-//! Bound: a stream holds no copy of the telemetry beyond one poll, at most [`POLL_MAX`]
-//! messages and [`POLL_MAX_BYTES`]; it reads the hub's bounded telemetry buffer at the pace its
+//! Bound: a stream holds no copy of the telemetry beyond one poll, at most
+//! `limits::CONSOLE_EVENTS_POLL_MAX` messages (200) and about 1 MiB; it reads the hub's bounded telemetry buffer at the pace its
 //! reader takes the events. A reader slower than the traffic falls behind the buffer, whose
 //! oldest messages are dropped as it fills: the messages it missed are counted in a
 //! `dropped` event and the stream goes on from the oldest message still kept. The stream
@@ -29,12 +29,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Recent messages a new stream starts with.
-pub(crate) const BACKLOG: u64 = 100;
-/// At most this many messages are read from the hub per poll.
-pub(crate) const POLL_MAX: usize = 200;
-/// …and about this many bytes of them.
-pub(crate) const POLL_MAX_BYTES: usize = 1024 * 1024;
+use crate::limits::{
+    CONSOLE_EVENTS_BACKLOG as BACKLOG, CONSOLE_EVENTS_POLL_MAX as POLL_MAX,
+    CONSOLE_EVENTS_POLL_MAX_BYTES as POLL_MAX_BYTES,
+};
+
 /// How often an idle stream looks for news.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 

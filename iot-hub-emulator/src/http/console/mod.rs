@@ -18,7 +18,7 @@
 //! - `POST /console/login` — form field `key`; sets the session cookie and redirects to `/`.
 //! - `POST /console/logout` — clears the cookie.
 //! - `GET /console/token` — `{authorization, expiresAt, hostName, deviceGateway,
-//!   serviceConnectionString}`; 401 without access.
+//!   serviceConnectionString, loginRequired}`; 401 without access.
 //! - `GET /console/events[?deviceId=]` — the live stream.
 
 pub(crate) mod access;
@@ -35,8 +35,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use iot_common::sas::SasToken;
 
-/// How long a token handed to the page lives; the page asks for a new one before it expires.
-pub(crate) const TOKEN_LIFETIME_SECS: u64 = 15 * 60;
+// The page asks for a new token before this runs out.
+use crate::limits::CONSOLE_TOKEN_LIFETIME_SECS as TOKEN_LIFETIME_SECS;
 
 /// The console's settings, fixed at start-up.
 #[derive(Debug)]
@@ -152,6 +152,7 @@ async fn token(
         "expiresAt": expires_at,
         "hostName": host,
         "deviceGateway": device_gateway,
+        "loginRequired": console.access.login_required(),
         "serviceConnectionString": format!(
             "HostName={service_host};SharedAccessKeyName=iothubowner;SharedAccessKey={}",
             key.expose()
