@@ -125,12 +125,13 @@ async fn a_direct_method_invoked_from_the_page_shows_the_device_answer() {
         time.trim_end_matches(" ms").parse::<u64>().is_ok(),
         "{time}"
     );
+    b.screenshot("device-method").await;
 
     // A method the device has no handler for: its 404 answer is shown as the status.
     b.type_into("#method-name", "selfDestruct").await;
     b.click("#method-invoke").await;
     b.text_when("#method-status", STEP, |t| t == "404").await;
-    b.screenshot("device-method").await;
+    b.screenshot("device-method-unknown").await;
     b.close().await;
     dev.close().await.unwrap();
 }
