@@ -94,6 +94,12 @@ async fn a_desired_property_edit_reaches_the_connected_device() {
     b.text_when("#twin-json", STEP, |t| t.contains("\"interval\": 42"))
         .await;
     b.screenshot("device-twin").await;
+    b.resize(390, 844).await;
+    b.client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
+    b.screenshot("device-phone").await;
     b.close().await;
     dev.close().await.unwrap();
 }
