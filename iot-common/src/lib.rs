@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod connection_string;
 pub mod encoding;
+pub mod hint;
 pub mod job;
 pub mod method;
 pub mod mqtt;

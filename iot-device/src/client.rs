@@ -94,10 +94,30 @@ impl DeviceClient {
     /// Connects with a device or module connection string. Resolves after the hub accepted
     /// the connection (CONNACK) and the twin response subscription is in place.
     ///
+    /// ```no_run
+    /// use iot_device::{DeviceClient, DeviceClientOptions};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cs = std::env::var("IOTHUB_DEVICE_CONNECTION_STRING")?;
+    /// let client = DeviceClient::from_connection_string(&cs, DeviceClientOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`ErrorKind::Configuration`] for a malformed connection string (the message names the
     /// field, never the key), [`ErrorKind::Unauthorized`] when the hub refuses the
-    /// credentials, [`ErrorKind::Connection`] when the hub cannot be reached.
+    /// credentials (wrong key, disabled device), [`ErrorKind::Certificate`] when the hub's
+    /// certificate is not trusted, [`ErrorKind::Connection`] when the hub cannot be reached.
+    /// A connection error's `Display` names the device, the endpoint, the root cause and a
+    /// hint ([`Error::hint`]).
+    ///
+    /// With [`DeviceClientOptions::retry_initial_connect`] the call keeps retrying transient
+    /// failures (each logged at `warn`), bounded only by
+    /// [`DeviceClientOptions::max_reconnect_attempts`]; refused credentials and untrusted
+    /// certificates still end it at once with their typed error.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future drops the half-built client, whose background task
+    /// then closes the connection attempt.
     pub async fn from_connection_string(
         connection_string: &str,
         options: DeviceClientOptions,
@@ -108,7 +128,19 @@ impl DeviceClient {
 
     /// Connects with a parsed connection string; see [`DeviceClient::from_connection_string`].
     ///
+    /// ```no_run
+    /// use iot_device::{DeviceClient, DeviceClientOptions, DeviceConnectionString};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cs: DeviceConnectionString = std::env::var("IOTHUB_DEVICE_CONNECTION_STRING")?.parse()?;
+    /// println!("connecting as {}", cs.device_id);
+    /// let client = DeviceClient::connect(cs, DeviceClientOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
+    /// As [`DeviceClient::from_connection_string`].
+    ///
+    /// # Cancel safety
     /// As [`DeviceClient::from_connection_string`].
     pub async fn connect(cs: DeviceConnectionString, options: DeviceClientOptions) -> Result<Self> {
         let credentials = match &cs.credential {
@@ -125,7 +157,7 @@ impl DeviceClient {
             }
         };
         let client_id = iot_common::mqtt::client_id(&cs.device_id, cs.module_id.as_deref());
-        let (mut mqtt, keep_alive) = match options.transport {
+        let (mut mqtt, keep_alive, endpoint) = match options.transport {
             #[cfg(feature = "websocket")]
             Transport::MqttWebSocket => {
                 let (host, port) = split_host_port(cs.endpoint_host(), 443);
@@ -134,22 +166,25 @@ impl DeviceClient {
                 o.set_transport(rumqttc::Transport::wss_with_config(
                     rumqttc::TlsConfiguration::Rustls(options.tls_config()?),
                 ));
-                (o, options.keep_alive)
+                (o, options.keep_alive, format!("{host}:{port}"))
             }
             Transport::InsecureTcp => {
                 let (host, port) = split_host_port(cs.endpoint_host(), 1883);
+                let endpoint = format!("{host}:{port}");
                 (
                     MqttOptions::new(client_id.clone(), host, port),
                     options.keep_alive,
+                    endpoint,
                 )
             }
             _ => {
                 let (host, port) = split_host_port(cs.endpoint_host(), 8883);
+                let endpoint = format!("{host}:{port}");
                 let mut o = MqttOptions::new(client_id.clone(), host, port);
                 o.set_transport(rumqttc::Transport::tls_with_config(
                     rumqttc::TlsConfiguration::Rustls(options.tls_config()?),
                 ));
-                (o, options.keep_alive)
+                (o, options.keep_alive, endpoint)
             }
         };
         let keep_alive = match credentials {
@@ -187,6 +222,7 @@ impl DeviceClient {
         );
         let shared = Arc::new(Inner::new(
             cs.host_name.clone(),
+            endpoint,
             cs.device_id.clone(),
             cs.module_id.clone(),
             options,

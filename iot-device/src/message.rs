@@ -133,6 +133,6 @@ impl Stream for C2dMessages {
     type Item = C2dMessage;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.as_mut().poll_next(cx)
+        Pin::new(&mut self.get_mut().inner).poll_next(cx)
     }
 }

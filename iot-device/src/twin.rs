@@ -68,6 +68,6 @@ impl Stream for DesiredUpdates {
     type Item = DesiredUpdate;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.as_mut().poll_next(cx)
+        Pin::new(&mut self.get_mut().inner).poll_next(cx)
     }
 }

@@ -82,21 +82,22 @@ impl Error {
         endpoint: &str,
         e: reqwest::Error,
     ) -> Self {
-        let kind = if crate::hint::is_certificate_failure(&e) {
+        let kind = if iot_common::hint::is_certificate_failure(&e) {
             ErrorKind::Certificate
         } else {
             kind
         };
         let mut err = Self::new(kind, format!("{message} at {endpoint}"));
-        err.0.cause = Some(crate::hint::root_cause(&e));
-        err.0.hint = crate::hint::for_transport(&e, endpoint);
+        err.0.cause = Some(iot_common::hint::root_cause(&e));
+        err.0.hint =
+            iot_common::hint::for_transport(&e, endpoint, iot_common::hint::Client::Service);
         err.with_source(e)
     }
 
     /// Adds the hint for an error answer from `endpoint`, if its status has one.
     pub(crate) fn with_status_hint(mut self, endpoint: &str) -> Self {
         if let Some(status) = self.0.status {
-            self.0.hint = crate::hint::for_status(status, endpoint);
+            self.0.hint = iot_common::hint::for_status(status, endpoint);
         }
         self
     }

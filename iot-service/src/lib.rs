@@ -6,7 +6,6 @@
 
 mod client;
 mod error;
-mod hint;
 mod jobs;
 mod methods;
 mod options;

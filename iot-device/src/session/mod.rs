@@ -111,6 +111,8 @@ pub(crate) enum Loss {
     Refused,
     /// CONNACK 1/2: retrying cannot help.
     Permanent,
+    /// The hub's certificate was refused: retrying cannot help until the trust changes.
+    Certificate,
 }
 
 /// Error of [`DeviceSession::submit_telemetry`].
@@ -700,8 +702,10 @@ impl DeviceSession {
         if self.closed {
             return;
         }
-        if loss == Loss::Permanent {
-            return self.close(CloseReason::Unauthorized);
+        match loss {
+            Loss::Permanent => return self.close(CloseReason::Unauthorized),
+            Loss::Certificate => return self.close(CloseReason::Certificate),
+            Loss::Transient | Loss::Refused => {}
         }
         if !self.connected_once && (loss == Loss::Refused || !self.limits.retry_initial_connect) {
             return self.close(if loss == Loss::Refused {
