@@ -1,7 +1,7 @@
 //! Scheduled jobs (jobs v2): run a direct method or a twin update on every device matching a
 //! query condition.
 
-use crate::CloudToDeviceMethod;
+use crate::MethodInvocation;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -51,7 +51,7 @@ pub struct JobRequest {
     pub job_type: JobType,
     /// The method, for `scheduleDeviceMethod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_to_device_method: Option<CloudToDeviceMethod>,
+    pub cloud_to_device_method: Option<MethodInvocation>,
     /// The twin patch (`tags`, `properties.desired`, `etag: "*"`), for `scheduleUpdateTwin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_twin: Option<Value>,
@@ -74,7 +74,7 @@ impl JobRequest {
     pub fn device_method(
         job_id: impl Into<String>,
         query_condition: impl Into<String>,
-        method: CloudToDeviceMethod,
+        method: MethodInvocation,
     ) -> Self {
         Self {
             job_id: job_id.into(),
@@ -153,7 +153,7 @@ pub struct JobResponse {
     pub job_type: JobType,
     /// The method, for method jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_to_device_method: Option<CloudToDeviceMethod>,
+    pub cloud_to_device_method: Option<MethodInvocation>,
     /// The patch, for twin jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_twin: Option<Value>,

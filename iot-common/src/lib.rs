@@ -25,10 +25,10 @@ pub use connection_string::{
     ConnectionStringError, DeviceConnectionString, DeviceCredential, ServiceConnectionString,
 };
 pub use job::{JobRequest, JobResponse, JobStatus, JobType};
-pub use method::{CloudToDeviceMethod, CloudToDeviceMethodResult, MethodRequest, MethodResponse};
+pub use method::{MethodInvocation, MethodInvocationResult, MethodRequest, MethodResponse};
 pub use properties::{MessageProperties, PropertyError};
 pub use sas::{SasError, SasToken};
 pub use secret::Secret;
-pub use status::{ErrorCode, HubError};
+pub use status::{ErrorCode, HubErrorBody};
 pub use topic::TopicError;
 pub use twin::{Twin, TwinCollection, TwinError, TwinProperties};

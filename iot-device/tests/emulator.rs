@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use iot_common::{Backoff, CloudToDeviceMethod, ErrorCode, MessageProperties, MethodResponse};
+use iot_common::{Backoff, ErrorCode, MessageProperties, MethodInvocation, MethodResponse};
 use iot_device::{
     ConnectionStatus, DesiredKind, DeviceClient, DeviceClientOptions, DisconnectReason, ErrorKind,
     Message, MethodError,
@@ -36,8 +36,8 @@ async fn connect(hub: &RunningEmulator, id: &str) -> DeviceClient {
         .expect("device connects")
 }
 
-fn call(name: &str, payload: Value) -> CloudToDeviceMethod {
-    let mut m = CloudToDeviceMethod::new(name, payload);
+fn call(name: &str, payload: Value) -> MethodInvocation {
+    let mut m = MethodInvocation::new(name, payload);
     m.response_timeout_in_seconds = Some(10);
     m
 }

@@ -112,6 +112,7 @@ struct Inner {
     http: reqwest::Client,
     base: url::Url,
     connection: ServiceConnectionString,
+    /// The cached policy token and the Unix time at which to replace it.
     token: Mutex<Option<(Secret, u64)>>,
     options: ServiceClientOptions,
 }
@@ -174,7 +175,7 @@ impl ServiceClient {
             None => tls_config(None)?,
         };
         let mut user_agent = concat!("azure-iot-rs-service/", env!("CARGO_PKG_VERSION")).to_owned();
-        if let Some(s) = &options.user_agent_suffix {
+        if let Some(s) = &options.product_info {
             user_agent.push(' ');
             user_agent.push_str(s);
         }
@@ -208,8 +209,7 @@ impl ServiceClient {
 
     /// The `Authorization` header: a cached policy token, re-signed shortly before expiry.
     fn authorization(&self) -> Result<HeaderValue> {
-        let ttl = self.inner.options.sas_ttl.as_secs();
-        let margin = (ttl / 4).min(300);
+        let ttl = self.inner.options.sas_ttl;
         let now = unix_now();
         let mut cached = self
             .inner
@@ -217,10 +217,10 @@ impl ServiceClient {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let token = match &*cached {
-            Some((t, expiry)) if *expiry > now + margin => t.clone(),
+            Some((t, renew_at)) if now < *renew_at => t.clone(),
             _ => {
                 let c = &self.inner.connection;
-                let expiry = now + ttl;
+                let expiry = now + ttl.as_secs();
                 let t = SasToken::for_service(&c.host_name, &c.key_name, &c.key, expiry).map_err(
                     |e| {
                         Error::new(ErrorKind::Configuration, "cannot sign a SAS token")
@@ -228,7 +228,8 @@ impl ServiceClient {
                     },
                 )?;
                 let t = t.as_secret().clone();
-                *cached = Some((t.clone(), expiry));
+                let renew_at = now + iot_common::sas::renew_after(ttl, Duration::ZERO).as_secs();
+                *cached = Some((t.clone(), renew_at));
                 t
             }
         };
@@ -284,7 +285,7 @@ impl ServiceClient {
                 .header(header::AUTHORIZATION, self.authorization()?)
                 .header("Request-Id", &request_id)
                 .header(header::ACCEPT, "application/json")
-                .timeout(call.timeout.unwrap_or(self.inner.options.timeout));
+                .timeout(call.timeout.unwrap_or(self.inner.options.operation_timeout));
             for (k, v) in &call.headers {
                 rb = rb.header(*k, v);
             }

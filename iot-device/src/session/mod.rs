@@ -810,11 +810,8 @@ impl DeviceSession {
     /// A token was signed at `now`, valid for `ttl`; `keep_alive` bounds how late the pump
     /// notices a due renewal (it checks between events).
     pub(crate) fn on_token(&mut self, now: Instant, ttl: Duration, keep_alive: Duration) {
-        let margin = ttl
-            .mul_f64(0.15)
-            .max(keep_alive * 2 + Duration::from_secs(1));
-        let renew_in = ttl.saturating_sub(margin).max(ttl / 2);
-        self.renew_at = Some(now + renew_in);
+        let lead = keep_alive * 2 + Duration::from_secs(1);
+        self.renew_at = Some(now + iot_common::sas::renew_after(ttl, lead));
     }
 
     /// When the session next needs [`Self::handle_timeout`] (the pump instead checks after
