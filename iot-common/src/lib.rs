@@ -16,6 +16,9 @@ pub mod registry;
 pub mod sas;
 mod secret;
 pub mod status;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub mod topic;
 pub mod twin;
 mod twin_paths;

@@ -1,7 +1,7 @@
 //! `ServiceClient`: one connection pool, a cached SAS token, and the request pipeline that
 //! every call goes through (auth, `Request-Id`, `User-Agent`, retries, error mapping).
 
-use crate::options::{ServiceClientOptions, parse_pem};
+use crate::options::ServiceClientOptions;
 use crate::{Error, ErrorKind, Result};
 use bytes::Bytes;
 use iot_common::{SasToken, Secret, ServiceConnectionString};
@@ -11,31 +11,19 @@ use serde::de::DeserializeOwned;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A rustls configuration (ring provider) trusting the platform roots and `extra_ca_pem`.
+/// A rustls configuration trusting the platform roots and `extra_ca_pem` (`iot_common::tls`,
+/// shared with the device client), offering HTTP/1.1.
 pub(crate) fn tls_config(extra_ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
     static NATIVE: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    let mut roots = NATIVE
+    let roots = NATIVE
         .get_or_init(|| {
             let mut store = rustls::RootCertStore::empty();
             store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             store
         })
         .clone();
-    if let Some(pem) = extra_ca_pem {
-        for c in parse_pem(pem)? {
-            roots.add(c).map_err(|e| {
-                Error::new(ErrorKind::Configuration, "the CA certificate is invalid").with_source(e)
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::Configuration, "tls setup failed").with_source(e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    iot_common::tls::client_config(roots, extra_ca_pem.map(str::as_bytes), &[b"http/1.1"])
+        .map_err(|e| Error::new(ErrorKind::Configuration, e.to_string()).with_source(e))
 }
 
 /// Whether a failed call may be sent again.

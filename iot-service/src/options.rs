@@ -2,8 +2,6 @@
 
 use crate::{Error, ErrorKind, Result};
 use iot_common::Backoff;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,21 +141,6 @@ impl ServiceClientOptions {
         })?;
         self.trust_ca_pem(&pem)
     }
-}
-
-pub(crate) fn parse_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::new(ErrorKind::Configuration, "the CA file is not PEM").with_source(e)
-        })?;
-    if certs.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Configuration,
-            "the CA file holds no certificate",
-        ));
-    }
-    Ok(certs)
 }
 
 impl fmt::Debug for ServiceClientOptions {
