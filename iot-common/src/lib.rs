@@ -16,6 +16,7 @@ pub mod registry;
 pub mod sas;
 mod secret;
 pub mod status;
+mod timestamp;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
@@ -33,5 +34,6 @@ pub use properties::{MessageProperties, PropertyError};
 pub use sas::{SasError, SasToken};
 pub use secret::Secret;
 pub use status::{ErrorCode, HubErrorBody};
+pub use timestamp::{Timestamp, TimestampError};
 pub use topic::TopicError;
 pub use twin::{Twin, TwinCollection, TwinError, TwinProperties};
