@@ -108,23 +108,64 @@ impl Error {
     }
 
     /// The kind of failure.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// use iot_device::ErrorKind;
+    /// match client.get_twin().await {
+    ///     Err(e) if e.kind() == ErrorKind::Timeout => println!("no answer in time: {e}"),
+    ///     Err(e) => return Err(e),
+    ///     Ok(twin) => println!("{:?}", twin.reported.version),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// The status the hub answered with (twin operations), when there is one.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// if let Err(e) = client.update_reported(&serde_json::json!({ "a": 1 })).await {
+    ///     println!("hub status: {:?}", e.status());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> Option<u16> {
         self.status
     }
 
     /// What to do about this error, when the cause is a common one (an untrusted certificate,
     /// nothing listening at the endpoint, refused credentials). Also part of `Display`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> iot_device::Result<()> {
+    /// use iot_device::{DeviceClient, DeviceClientOptions};
+    /// if let Err(e) = DeviceClient::from_connection_string("HostName=localhost;DeviceId=d;SharedAccessKey=AAAA", DeviceClientOptions::new()).await {
+    ///     if let Some(hint) = e.hint() {
+    ///         eprintln!("what to do: {hint}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }
 
     /// `true` when trying again later may succeed: connection failures, timeouts, and hub
     /// answers 408, 429 and 5xx.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let message = iot_device::Message::new("reading");
+    /// if let Err(e) = client.send_telemetry(message.clone()).await {
+    ///     if e.is_retryable() {
+    ///         client.send_telemetry(message).await?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_retryable(&self) -> bool {
         match self.kind {
             ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::QueueFull => true,
