@@ -1,5 +1,6 @@
 //! The one time type of the SDK: an instant in UTC as the hub writes it (ISO 8601 with seven
-//! fractional digits and `Z`, .NET's round-trip format), read from any RFC 3339 text.
+//! fractional digits and `Z`, .NET's round-trip format), read from any RFC 3339 text (or an
+//! ISO 8601 one without offset, read as UTC).
 //!
 //! It replaces the strings and the hand-written calendar arithmetic the clients had; the
 //! calendar work is chrono's, which the workspace already used. chrono stays out of the public
@@ -35,6 +36,20 @@ pub struct TimestampError;
 impl Timestamp {
     /// The Unix epoch, 1970-01-01T00:00:00Z.
     pub const UNIX_EPOCH: Self = Self(chrono::DateTime::UNIX_EPOCH);
+
+    /// The hub's "never": 0001-01-01T00:00:00Z (.NET's `DateTime.MinValue`), e.g. the
+    /// `lastActivityTime` of a device that never connected.
+    pub fn never() -> Self {
+        chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(Self::UNIX_EPOCH, |t| Self(t.and_utc()))
+    }
+
+    /// `true` for [`Timestamp::never`] (and anything before 1970, which the hub never
+    /// writes otherwise).
+    pub fn is_never(&self) -> bool {
+        *self < Self::UNIX_EPOCH
+    }
 }
 
 impl From<SystemTime> for Timestamp {
@@ -52,9 +67,15 @@ impl From<Timestamp> for SystemTime {
 impl FromStr for Timestamp {
     type Err = TimestampError;
 
+    /// RFC 3339; a time without an offset is read as UTC, because the hub's registry writes
+    /// some times that way (`"0001-01-01T00:00:00"` for "never").
     fn from_str(s: &str) -> Result<Self, TimestampError> {
-        chrono::DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| Self(t.with_timezone(&chrono::Utc)))
+        let s = s.trim();
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+            return Ok(Self(t.with_timezone(&chrono::Utc)));
+        }
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+            .map(|t| Self(t.and_utc()))
             .map_err(|_| TimestampError)
     }
 }
@@ -109,7 +130,15 @@ mod tests {
                 .to_string(),
             "0001-01-01T00:00:00.0000000Z"
         );
+        assert_eq!(
+            "0001-01-01T00:00:00"
+                .parse::<Timestamp>()
+                .unwrap()
+                .to_string(),
+            "0001-01-01T00:00:00.0000000Z"
+        );
         assert_eq!("yesterday".parse::<Timestamp>(), Err(TimestampError));
+        assert_eq!("2024-01-01".parse::<Timestamp>(), Err(TimestampError));
         let json = serde_json::to_string(&hub).unwrap();
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), hub);
         assert!(serde_json::from_str::<Timestamp>("\"2024-13-01T00:00:00Z\"").is_err());
