@@ -571,3 +571,24 @@ async fn method_request_stream_and_dropped_requests() {
     assert_eq!(r.status, 500);
     responder.await.unwrap();
 }
+
+#[tokio::test]
+async fn status_changes_is_a_stream_that_ends_with_the_client() {
+    use futures_util::StreamExt as _;
+    let hub = hub().await;
+    let client = connect(&hub, "status-stream").await;
+    let changes = client.status_changes();
+    let watcher = tokio::spawn(changes.collect::<Vec<_>>());
+    assert!(hub.disconnect("status-stream", None));
+    wait_status(&client, |s| *s == ConnectionStatus::Connected).await;
+    client.close().await.unwrap();
+    let seen = tokio::time::timeout(WAIT, watcher)
+        .await
+        .expect("the stream ends once the client is gone")
+        .unwrap();
+    assert_eq!(seen.first(), Some(&ConnectionStatus::Connected), "{seen:?}");
+    assert!(
+        matches!(seen.last(), Some(ConnectionStatus::Closed { .. })),
+        "{seen:?}"
+    );
+}

@@ -37,10 +37,10 @@ pub use twins::{IfMatch, TwinPatch};
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn send_sync<T: Send + Sync>() {}
-    fn send<T: Send>() {}
     send_sync::<ServiceClient>();
     send_sync::<Error>();
     send_sync::<ServiceClientOptions>();
-    send::<Query<Twin>>();
-    send::<Query<serde_json::Value>>();
+    send_sync::<Query<Twin>>();
+    send_sync::<Query<serde_json::Value>>();
+    send_sync::<Query<JobResponse>>();
 }

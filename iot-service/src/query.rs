@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 #[derive(Debug, Clone)]
@@ -41,7 +42,9 @@ pub struct Query<T> {
     done: bool,
     buffer: VecDeque<T>,
     item_type: Option<String>,
-    fetch: Option<Fetch>,
+    /// The mutex is never locked (`poll_page` has `&mut self` and uses `get_mut`); it makes
+    /// the query `Sync`, which a boxed future alone is not.
+    fetch: Mutex<Option<Fetch>>,
     _items: PhantomData<fn() -> T>,
 }
 
@@ -52,7 +55,14 @@ impl<T> std::fmt::Debug for Query<T> {
             .field("page_size", &self.page_size)
             .field("done", &self.done)
             .field("buffered", &self.buffer.len())
-            .field("fetching", &self.fetch.is_some())
+            .field(
+                "fetching",
+                &self
+                    .fetch
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +113,7 @@ impl<T: DeserializeOwned> Query<T> {
             done: false,
             buffer: VecDeque::new(),
             item_type: None,
-            fetch: None,
+            fetch: Mutex::new(None),
             _items: PhantomData,
         }
     }
@@ -125,7 +135,11 @@ impl<T: DeserializeOwned> Query<T> {
         if self.done {
             return Poll::Ready(Ok(None));
         }
-        let fetch = self.fetch.get_or_insert_with(|| {
+        let slot = self
+            .fetch
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fetch = slot.get_or_insert_with(|| {
             Box::pin(fetch_page(
                 self.client.clone(),
                 self.source.clone(),
@@ -134,7 +148,7 @@ impl<T: DeserializeOwned> Query<T> {
             ))
         });
         let result = std::task::ready!(fetch.as_mut().poll(cx));
-        self.fetch = None;
+        *slot = None;
         let (body, continuation, item_type) = result?;
         self.item_type = item_type;
         self.continuation = continuation;
