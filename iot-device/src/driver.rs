@@ -376,7 +376,7 @@ pub(crate) async fn run(mut pump: Pump, mut eventloop: EventLoop) {
             Err(_) if pump.closing => break CloseReason::ClientClosed,
             Ok(event) => pump.on_event(&event),
             Err(e) => {
-                pump.connected = false;
+                let was_connected = std::mem::replace(&mut pump.connected, false);
                 Counters::bump(&pump.inner.stats.connection_losses);
                 let error = connect_error(&e, &pump.inner);
                 forget_replay(&mut eventloop);
@@ -388,7 +388,14 @@ pub(crate) async fn run(mut pump: Pump, mut eventloop: EventLoop) {
                 };
                 // Every failed attempt is visible, with its cause and hint, even while
                 // `connect` keeps retrying (retry_initial_connect) and has nothing to return.
-                if closed {
+                if was_connected && !closed {
+                    tracing::warn!(
+                        device_id = %pump.inner.device_id,
+                        endpoint = %pump.inner.endpoint,
+                        cause = %iot_common::hint::root_cause(&e),
+                        "connection lost; reconnecting"
+                    );
+                } else if closed {
                     tracing::error!(device_id = %pump.inner.device_id, "{error}; giving up");
                 } else {
                     tracing::warn!(device_id = %pump.inner.device_id, "{error}; retrying");
