@@ -1,8 +1,7 @@
 //! Telemetry with properties, acknowledged by the hub, and a cloud-to-device message back.
 //! Runs against an in-process emulator: `cargo run --example telemetry`.
 
-use iot_common::MessageProperties;
-use iot_device::{DeviceClient, DeviceClientOptions, Message};
+use iot_device::{DeviceClient, DeviceClientOptions, Message, MessageProperties};
 use iot_hub_emulator::Emulator;
 
 #[tokio::main]

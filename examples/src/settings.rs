@@ -44,7 +44,7 @@ pub fn device_id() -> String {
     var("IOTHUB_DEVICE_ID")
         .or_else(|| {
             device_connection_string()
-                .parse::<iot_common::DeviceConnectionString>()
+                .parse::<iot_device::DeviceConnectionString>()
                 .ok()
                 .map(|c| c.device_id)
         })

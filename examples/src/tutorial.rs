@@ -32,7 +32,7 @@ pub async fn serve_reboot(client: &DeviceClient, reboot_time: Duration) -> iot_d
         )
         .await?;
     client
-        .on_unknown_method(|req: iot_common::MethodRequest| async move {
+        .on_unknown_method(|req: iot_device::MethodRequest| async move {
             println!("device: unknown method {} called, answering 404", req.name);
             MethodResponse::error(404, &format!("unknown method {}", req.name))
         })

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = serde_json::from_slice::<iot_common::Twin>(data);
     let _ = serde_json::from_slice::<iot_common::registry::Device>(data);
-    let _ = serde_json::from_slice::<iot_common::CloudToDeviceMethod>(data).map(|m| m.validate());
+    let _ = serde_json::from_slice::<iot_common::MethodInvocation>(data).map(|m| m.validate());
     let _ = serde_json::from_slice::<iot_common::JobRequest>(data);
-    let _ = iot_common::HubError::parse(&String::from_utf8_lossy(data), None);
+    let _ = iot_common::HubErrorBody::parse(&String::from_utf8_lossy(data), None);
 });

@@ -1,7 +1,7 @@
 //! Scheduled jobs (jobs v2): run a direct method or a twin update on every device matching a
 //! query condition.
 
-use crate::CloudToDeviceMethod;
+use crate::{MethodInvocation, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -51,15 +51,15 @@ pub struct JobRequest {
     pub job_type: JobType,
     /// The method, for `scheduleDeviceMethod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_to_device_method: Option<CloudToDeviceMethod>,
+    pub cloud_to_device_method: Option<MethodInvocation>,
     /// The twin patch (`tags`, `properties.desired`, `etag: "*"`), for `scheduleUpdateTwin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_twin: Option<Value>,
     /// A WHERE condition over device twins, e.g. `deviceId IN ['a','b']`.
     pub query_condition: String,
-    /// When to start (ISO-8601); now when absent.
+    /// When to start; now when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<String>,
+    pub start_time: Option<Timestamp>,
     /// How long the job may run.
     #[serde(default = "default_max_execution")]
     pub max_execution_time_in_seconds: u64,
@@ -74,7 +74,7 @@ impl JobRequest {
     pub fn device_method(
         job_id: impl Into<String>,
         query_condition: impl Into<String>,
-        method: CloudToDeviceMethod,
+        method: MethodInvocation,
     ) -> Self {
         Self {
             job_id: job_id.into(),
@@ -138,13 +138,13 @@ pub struct JobResponse {
     pub query_condition: Option<String>,
     /// When it was created.
     #[serde(default)]
-    pub created_time: Option<String>,
+    pub created_time: Option<Timestamp>,
     /// When it starts or started.
     #[serde(default)]
-    pub start_time: Option<String>,
+    pub start_time: Option<Timestamp>,
     /// When it ended.
     #[serde(default)]
-    pub end_time: Option<String>,
+    pub end_time: Option<Timestamp>,
     /// Its time limit.
     #[serde(default)]
     pub max_execution_time_in_seconds: Option<u64>,
@@ -153,7 +153,7 @@ pub struct JobResponse {
     pub job_type: JobType,
     /// The method, for method jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud_to_device_method: Option<CloudToDeviceMethod>,
+    pub cloud_to_device_method: Option<MethodInvocation>,
     /// The patch, for twin jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_twin: Option<Value>,

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod connection_string;
 pub mod encoding;
+pub mod hint;
 pub mod job;
 pub mod method;
 pub mod mqtt;
@@ -15,6 +16,10 @@ pub mod registry;
 pub mod sas;
 mod secret;
 pub mod status;
+mod timestamp;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub mod topic;
 pub mod twin;
 mod twin_paths;
@@ -24,10 +29,11 @@ pub use connection_string::{
     ConnectionStringError, DeviceConnectionString, DeviceCredential, ServiceConnectionString,
 };
 pub use job::{JobRequest, JobResponse, JobStatus, JobType};
-pub use method::{CloudToDeviceMethod, CloudToDeviceMethodResult, MethodRequest, MethodResponse};
+pub use method::{MethodInvocation, MethodInvocationResult, MethodRequest, MethodResponse};
 pub use properties::{MessageProperties, PropertyError};
 pub use sas::{SasError, SasToken};
 pub use secret::Secret;
-pub use status::{ErrorCode, HubError};
+pub use status::{ErrorCode, HubErrorBody};
+pub use timestamp::{Timestamp, TimestampError};
 pub use topic::TopicError;
 pub use twin::{Twin, TwinCollection, TwinError, TwinProperties};

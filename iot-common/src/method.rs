@@ -16,7 +16,7 @@ pub const CONNECT_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 0..=300;
 /// Why a direct-method request is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum MethodError {
+pub enum MethodInvocationError {
     /// The method name is empty or has a character the hub refuses.
     #[error("invalid method name")]
     InvalidName,
@@ -36,7 +36,7 @@ pub enum MethodError {
 
 /// Checks a method name: printable ASCII without `$ ( ) < > @ , ; : \ " / [ ] ? = { }`,
 /// space, tab, `#` or `+` (the last two would break the MQTT topic).
-pub fn validate_method_name(name: &str) -> Result<(), MethodError> {
+pub fn validate_method_name(name: &str) -> Result<(), MethodInvocationError> {
     const FORBIDDEN: &[u8] = b"$()<>@,;:\\\"/[]?={} \t#+";
     if name.is_empty()
         || name.len() > 1024
@@ -44,16 +44,17 @@ pub fn validate_method_name(name: &str) -> Result<(), MethodError> {
             .bytes()
             .all(|b| b.is_ascii_graphic() && !FORBIDDEN.contains(&b))
     {
-        return Err(MethodError::InvalidName);
+        return Err(MethodInvocationError::InvalidName);
     }
     Ok(())
 }
 
-/// The body of `POST /twins/{id}/methods` (`CloudToDeviceMethod`).
+/// The body of `POST /twins/{id}/methods` (the REST API's `CloudToDeviceMethod`). Built by
+/// iot-service's `DirectMethodRequest`; taken by the emulator's `invoke_method`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
-pub struct CloudToDeviceMethod {
+pub struct MethodInvocation {
     /// The method name.
     pub method_name: String,
     /// The JSON payload handed to the device.
@@ -71,7 +72,7 @@ pub struct CloudToDeviceMethod {
     pub connect_timeout_in_seconds: Option<u64>,
 }
 
-impl CloudToDeviceMethod {
+impl MethodInvocation {
     /// A request with the default timeouts.
     pub fn new(method_name: impl Into<String>, payload: Value) -> Self {
         Self {
@@ -96,28 +97,28 @@ impl CloudToDeviceMethod {
     /// Checks name, timeouts and payload size as the hub does.
     ///
     /// # Errors
-    /// The first [`MethodError`] found.
-    pub fn validate(&self) -> Result<(), MethodError> {
+    /// The first [`MethodInvocationError`] found.
+    pub fn validate(&self) -> Result<(), MethodInvocationError> {
         validate_method_name(&self.method_name)?;
         if !RESPONSE_TIMEOUT_RANGE.contains(&self.response_timeout()) {
-            return Err(MethodError::ResponseTimeout);
+            return Err(MethodInvocationError::ResponseTimeout);
         }
         if !CONNECT_TIMEOUT_RANGE.contains(&self.connect_timeout()) {
-            return Err(MethodError::ConnectTimeout);
+            return Err(MethodInvocationError::ConnectTimeout);
         }
         let size = serde_json::to_vec(&self.payload).map_or(0, |v| v.len());
         if size > MAX_PAYLOAD_BYTES {
-            return Err(MethodError::PayloadTooLarge(size));
+            return Err(MethodInvocationError::PayloadTooLarge(size));
         }
         Ok(())
     }
 }
 
-/// The hub's answer to a method invocation (`CloudToDeviceMethodResult`): the device's status
+/// The hub's answer to a method invocation (the REST API's `CloudToDeviceMethodResult`): the device's status
 /// and JSON payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct CloudToDeviceMethodResult {
+pub struct MethodInvocationResult {
     /// The status the device answered with (not the HTTP status).
     pub status: i32,
     /// The device's JSON payload (`null` when it sent none).
@@ -125,7 +126,7 @@ pub struct CloudToDeviceMethodResult {
     pub payload: Value,
 }
 
-impl CloudToDeviceMethodResult {
+impl MethodInvocationResult {
     /// Builds a result.
     pub fn new(status: i32, payload: Value) -> Self {
         Self { status, payload }
@@ -218,11 +219,11 @@ mod tests {
 
     #[test]
     fn request_body_round_trip_and_legacy_alias() {
-        let m: CloudToDeviceMethod =
+        let m: MethodInvocation =
             serde_json::from_value(json!({"methodName":"reboot","timeoutInSeconds":10})).unwrap();
         assert_eq!(m.response_timeout(), 10);
         assert_eq!(m.payload, Value::Null);
-        let m: CloudToDeviceMethod = serde_json::from_value(json!({
+        let m: MethodInvocation = serde_json::from_value(json!({
             "methodName":"reboot","responseTimeoutInSeconds":30,"connectTimeoutInSeconds":0,"payload":{"delay":5}
         }))
         .unwrap();
@@ -232,23 +233,23 @@ mod tests {
 
     #[test]
     fn validation() {
-        let mut m = CloudToDeviceMethod::new("reboot", Value::Null);
+        let mut m = MethodInvocation::new("reboot", Value::Null);
         m.response_timeout_in_seconds = Some(4);
-        assert_eq!(m.validate(), Err(MethodError::ResponseTimeout));
+        assert_eq!(m.validate(), Err(MethodInvocationError::ResponseTimeout));
         m.response_timeout_in_seconds = Some(301);
-        assert_eq!(m.validate(), Err(MethodError::ResponseTimeout));
+        assert_eq!(m.validate(), Err(MethodInvocationError::ResponseTimeout));
         m.response_timeout_in_seconds = None;
         m.connect_timeout_in_seconds = Some(301);
-        assert_eq!(m.validate(), Err(MethodError::ConnectTimeout));
-        let big = CloudToDeviceMethod::new("x", Value::String("a".repeat(MAX_PAYLOAD_BYTES)));
+        assert_eq!(m.validate(), Err(MethodInvocationError::ConnectTimeout));
+        let big = MethodInvocation::new("x", Value::String("a".repeat(MAX_PAYLOAD_BYTES)));
         assert!(matches!(
             big.validate(),
-            Err(MethodError::PayloadTooLarge(_))
+            Err(MethodInvocationError::PayloadTooLarge(_))
         ));
         for bad in ["", "a/b", "a b", "a#", "a+b", "$x", "é"] {
             assert_eq!(
                 validate_method_name(bad),
-                Err(MethodError::InvalidName),
+                Err(MethodInvocationError::InvalidName),
                 "{bad}"
             );
         }

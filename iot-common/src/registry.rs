@@ -1,7 +1,7 @@
 //! Identity registry models: devices, modules, their keys, and registry statistics.
 
-use crate::Secret;
 use crate::twin::{Capabilities, ConnectionState, DeviceStatus};
+use crate::{Secret, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -114,13 +114,13 @@ pub struct Device {
     pub status_reason: Option<String>,
     /// When the connection state changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection_state_updated_time: Option<String>,
+    pub connection_state_updated_time: Option<Timestamp>,
     /// When the status changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_updated_time: Option<String>,
+    pub status_updated_time: Option<Timestamp>,
     /// Last activity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity_time: Option<String>,
+    pub last_activity_time: Option<Timestamp>,
     /// Pending cloud-to-device messages.
     #[serde(default)]
     pub cloud_to_device_message_count: u64,
@@ -167,10 +167,10 @@ pub struct Module {
     pub connection_state: ConnectionState,
     /// When the connection state changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection_state_updated_time: Option<String>,
+    pub connection_state_updated_time: Option<Timestamp>,
     /// Last activity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity_time: Option<String>,
+    pub last_activity_time: Option<Timestamp>,
     /// Pending cloud-to-device messages.
     #[serde(default)]
     pub cloud_to_device_message_count: u64,

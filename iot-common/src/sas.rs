@@ -259,6 +259,24 @@ impl fmt::Debug for SasToken {
     }
 }
 
+/// When a token valid for `ttl` should be replaced, counted from its signing: after 85 % of
+/// its lifetime, earlier when the holder needs `lead` to act on it (the device client notices
+/// a due renewal only between MQTT events, so it passes twice its keep-alive), never before
+/// half of it. Both clients renew by this one rule.
+///
+/// ```
+/// use std::time::Duration;
+/// use iot_common::sas::renew_after;
+/// let hour = Duration::from_secs(3600);
+/// assert_eq!(renew_after(hour, Duration::ZERO), Duration::from_secs(3060));
+/// assert_eq!(renew_after(hour, Duration::from_secs(1200)), Duration::from_secs(2400));
+/// assert_eq!(renew_after(hour, hour), Duration::from_secs(1800));
+/// ```
+pub fn renew_after(ttl: std::time::Duration, lead: std::time::Duration) -> std::time::Duration {
+    let margin = ttl.mul_f64(0.15).max(lead);
+    ttl.saturating_sub(margin).max(ttl / 2)
+}
+
 /// The resource URI of a device or module identity: `{host}/devices/{id}[/modules/{mid}]`.
 pub fn device_resource(host: &str, device_id: &str, module_id: Option<&str>) -> String {
     match module_id {

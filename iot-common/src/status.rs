@@ -94,9 +94,9 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// `errorCode`, `trackingId`, `message`, `info` and `timestampUtc`.
 ///
 /// ```
-/// use iot_common::{ErrorCode, status::{error_body, HubError}};
+/// use iot_common::{ErrorCode, status::{error_body, HubErrorBody}};
 /// let body = error_body(ErrorCode::DeviceNotOnline, "offline", "abc", "2024-01-01T00:00:00Z", None);
-/// let parsed = HubError::parse(&body, Some("DeviceNotOnline"));
+/// let parsed = HubErrorBody::parse(&body, Some("DeviceNotOnline"));
 /// assert_eq!(parsed.code, Some(ErrorCode::DeviceNotOnline));
 /// assert_eq!(parsed.message, "offline");
 /// ```
@@ -120,7 +120,7 @@ pub fn error_body(
 /// An error as read from a hub response body and its `iothub-errorcode` header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HubError {
+pub struct HubErrorBody {
     /// The code, when it is one we know.
     pub code: Option<ErrorCode>,
     /// The numeric code as sent.
@@ -133,7 +133,7 @@ pub struct HubError {
     pub tracking_id: Option<String>,
 }
 
-impl HubError {
+impl HubErrorBody {
     /// Reads both body formats: the current JSON-in-`Message` one and the legacy
     /// `ErrorCode:{Name};{text}` one; anything else keeps the raw text (truncated) as message.
     pub fn parse(body: &str, header_name: Option<&str>) -> Self {
@@ -217,19 +217,19 @@ mod tests {
     #[test]
     fn parses_real_bodies() {
         let real = r#"{"Message":"{\"errorCode\":404103,\"trackingId\":\"abc-TimeStamp:03/14/2024 09:54:49\",\"message\":\"The operation failed because the requested device isn't online\",\"info\":{\"timeout\":\"00:00:00\"},\"timestampUtc\":\"2024-03-14T09:54:49.6536567Z\"}","ExceptionMessage":""}"#;
-        let e = HubError::parse(real, Some("DeviceNotOnline"));
+        let e = HubErrorBody::parse(real, Some("DeviceNotOnline"));
         assert_eq!(e.code, Some(ErrorCode::DeviceNotOnline));
         assert_eq!(e.numeric_code, Some(404103));
         assert!(e.message.starts_with("The operation failed"));
         let legacy = r#"{"Message":"ErrorCode:DeviceNotOnline;Timed out waiting for device to connect.","ExceptionMessage":"Tracking ID:x"}"#;
-        let e = HubError::parse(legacy, None);
+        let e = HubErrorBody::parse(legacy, None);
         assert_eq!(e.code, Some(ErrorCode::DeviceNotOnline));
         assert_eq!(e.message, "Timed out waiting for device to connect.");
         let twin = r#"{"errorCode":400004,"trackingId":"t","message":"Value of Property or Tag cannot be null.","timestampUtc":"x"}"#;
         assert_eq!(
-            HubError::parse(twin, None).code,
+            HubErrorBody::parse(twin, None).code,
             Some(ErrorCode::ArgumentInvalid)
         );
-        assert_eq!(HubError::parse("<html>", None).message, "<html>");
+        assert_eq!(HubErrorBody::parse("<html>", None).message, "<html>");
     }
 }

@@ -1,6 +1,7 @@
 //! Device twins: the device view (`desired`/`reported` with `$version`), the service view
 //! (identity fields, `etag`, `tags`, `$metadata`), and the update rules the hub enforces.
 
+use crate::Timestamp;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -502,13 +503,13 @@ pub struct Twin {
     pub status_reason: Option<String>,
     /// When the status changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_update_time: Option<String>,
+    pub status_update_time: Option<Timestamp>,
     /// Whether the device is connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_state: Option<ConnectionState>,
     /// Last time the device was active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity_time: Option<String>,
+    pub last_activity_time: Option<Timestamp>,
     /// Pending cloud-to-device messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_to_device_message_count: Option<u64>,

@@ -6,7 +6,7 @@ use iot_common::mqtt;
 use iot_common::topic::{self, DeviceTopic, Inbound, Subscription};
 use iot_common::twin::{self, TwinSection};
 use iot_common::{
-    Backoff, DeviceConnectionString, HubError, MessageProperties, SasToken, Secret,
+    Backoff, DeviceConnectionString, HubErrorBody, MessageProperties, SasToken, Secret,
     ServiceConnectionString,
 };
 use proptest::prelude::*;
@@ -112,7 +112,7 @@ proptest! {
         let _ = Subscription::parse(&s, "d", Some("m"));
         let _ = MessageProperties::decode(&s);
         let _ = mqtt::parse_username(&s, "d");
-        let _ = HubError::parse(&s, None);
+        let _ = HubErrorBody::parse(&s, None);
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
             let _ = twin::validate_patch(TwinSection::Reported, &v);
         }

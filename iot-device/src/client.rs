@@ -58,6 +58,15 @@ pub struct WeakDeviceClient {
 
 impl WeakDeviceClient {
     /// The client, if it is still open.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let weak = client.downgrade();
+    /// if let Some(client) = weak.upgrade() {
+    ///     println!("still open: {}", client.device_id());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn upgrade(&self) -> Option<DeviceClient> {
         self.inner.upgrade().map(|inner| DeviceClient { inner })
     }
@@ -94,10 +103,30 @@ impl DeviceClient {
     /// Connects with a device or module connection string. Resolves after the hub accepted
     /// the connection (CONNACK) and the twin response subscription is in place.
     ///
+    /// ```no_run
+    /// use iot_device::{DeviceClient, DeviceClientOptions};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cs = std::env::var("IOTHUB_DEVICE_CONNECTION_STRING")?;
+    /// let client = DeviceClient::from_connection_string(&cs, DeviceClientOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`ErrorKind::Configuration`] for a malformed connection string (the message names the
     /// field, never the key), [`ErrorKind::Unauthorized`] when the hub refuses the
-    /// credentials, [`ErrorKind::Connection`] when the hub cannot be reached.
+    /// credentials (wrong key, disabled device), [`ErrorKind::Certificate`] when the hub's
+    /// certificate is not trusted, [`ErrorKind::Connection`] when the hub cannot be reached.
+    /// A connection error's `Display` names the device, the endpoint, the root cause and a
+    /// hint ([`Error::hint`]).
+    ///
+    /// With [`DeviceClientOptions::retry_initial_connect`] the call keeps retrying transient
+    /// failures (each logged at `warn`), bounded only by
+    /// [`DeviceClientOptions::max_reconnect_attempts`]; refused credentials and untrusted
+    /// certificates still end it at once with their typed error.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future drops the half-built client, whose background task
+    /// then closes the connection attempt.
     pub async fn from_connection_string(
         connection_string: &str,
         options: DeviceClientOptions,
@@ -108,7 +137,19 @@ impl DeviceClient {
 
     /// Connects with a parsed connection string; see [`DeviceClient::from_connection_string`].
     ///
+    /// ```no_run
+    /// use iot_device::{DeviceClient, DeviceClientOptions, DeviceConnectionString};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cs: DeviceConnectionString = std::env::var("IOTHUB_DEVICE_CONNECTION_STRING")?.parse()?;
+    /// println!("connecting as {}", cs.device_id);
+    /// let client = DeviceClient::connect(cs, DeviceClientOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
+    /// As [`DeviceClient::from_connection_string`].
+    ///
+    /// # Cancel safety
     /// As [`DeviceClient::from_connection_string`].
     pub async fn connect(cs: DeviceConnectionString, options: DeviceClientOptions) -> Result<Self> {
         let credentials = match &cs.credential {
@@ -125,7 +166,7 @@ impl DeviceClient {
             }
         };
         let client_id = iot_common::mqtt::client_id(&cs.device_id, cs.module_id.as_deref());
-        let (mut mqtt, keep_alive) = match options.transport {
+        let (mut mqtt, keep_alive, endpoint) = match options.transport {
             #[cfg(feature = "websocket")]
             Transport::MqttWebSocket => {
                 let (host, port) = split_host_port(cs.endpoint_host(), 443);
@@ -134,22 +175,25 @@ impl DeviceClient {
                 o.set_transport(rumqttc::Transport::wss_with_config(
                     rumqttc::TlsConfiguration::Rustls(options.tls_config()?),
                 ));
-                (o, options.keep_alive)
+                (o, options.keep_alive, format!("{host}:{port}"))
             }
             Transport::InsecureTcp => {
                 let (host, port) = split_host_port(cs.endpoint_host(), 1883);
+                let endpoint = format!("{host}:{port}");
                 (
                     MqttOptions::new(client_id.clone(), host, port),
                     options.keep_alive,
+                    endpoint,
                 )
             }
             _ => {
                 let (host, port) = split_host_port(cs.endpoint_host(), 8883);
+                let endpoint = format!("{host}:{port}");
                 let mut o = MqttOptions::new(client_id.clone(), host, port);
                 o.set_transport(rumqttc::Transport::tls_with_config(
                     rumqttc::TlsConfiguration::Rustls(options.tls_config()?),
                 ));
-                (o, options.keep_alive)
+                (o, options.keep_alive, endpoint)
             }
         };
         let keep_alive = match credentials {
@@ -187,6 +231,7 @@ impl DeviceClient {
         );
         let shared = Arc::new(Inner::new(
             cs.host_name.clone(),
+            endpoint,
             cs.device_id.clone(),
             cs.module_id.clone(),
             options,
@@ -222,21 +267,50 @@ impl DeviceClient {
     }
 
     /// The device id.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// println!("connected as {}", client.device_id());
+    /// # Ok(()) }
+    /// ```
     pub fn device_id(&self) -> &str {
         &self.shared().device_id
     }
 
     /// The module id, for module clients.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// if let Some(module) = client.module_id() {
+    ///     println!("module {module} of {}", client.device_id());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn module_id(&self) -> Option<&str> {
         self.shared().module_id.as_deref()
     }
 
     /// The current connection status.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// if client.status() == iot_device::ConnectionStatus::Connected {
+    ///     println!("online");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> ConnectionStatus {
         *self.shared().status.borrow()
     }
 
     /// Counters of connects, token renewals, connection losses and dropped telemetry.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let stats = client.stats();
+    /// println!("{} connects, {} telemetry messages queued", stats.connects, stats.telemetry_queued);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> crate::ClientStats {
         let c = &self.shared().stats;
         let core = self.shared().lock();
@@ -254,12 +328,33 @@ impl DeviceClient {
     }
 
     /// Status changes, starting with the current status.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut changes = client.status_changes();
+    /// while let Some(status) = changes.next().await {
+    ///     println!("connection: {status}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn status_changes(&self) -> StatusChanges {
         StatusChanges::new(self.shared().status.subscribe())
     }
 
     /// A handle that does not keep the client alive. Handlers rarely need one: see
     /// [`DeviceClient::on_method_with_client`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let weak = client.downgrade();
+    /// tokio::spawn(async move {
+    ///     // Does not keep the connection open.
+    ///     if let Some(client) = weak.upgrade() {
+    ///         let _ = client.send_telemetry(iot_device::Message::new("tick")).await;
+    ///     }
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn downgrade(&self) -> WeakDeviceClient {
         WeakDeviceClient {
             inner: Arc::downgrade(&self.inner),
@@ -269,6 +364,15 @@ impl DeviceClient {
     /// Sends a telemetry message and waits for the hub's acknowledgement (PUBACK). While
     /// disconnected the message waits in the bounded offline queue
     /// ([`DeviceClientOptions::telemetry_queue`]) and goes out, in order, after the reconnect.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// use iot_device::Message;
+    /// let message = Message::json(&serde_json::json!({ "temperature": 21.5 }))?
+    ///     .property("alert", "false");
+    /// client.send_telemetry(message).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future withdraws the message if it was not sent yet and
@@ -396,6 +500,17 @@ impl DeviceClient {
 
     /// Registers a handler that sees the raw request (name, `$rid`, JSON bytes).
     ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// use iot_device::{MethodRequest, MethodResponse};
+    /// client
+    ///     .on_method_raw("ping", |req: MethodRequest| async move {
+    ///         MethodResponse::ok(&serde_json::json!({ "pong": req.name }))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     /// As [`DeviceClient::on_method`].
     ///
@@ -413,6 +528,17 @@ impl DeviceClient {
     /// Registers the handler for methods that have no named handler (by default they are
     /// answered 404).
     ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// use iot_device::{MethodRequest, MethodResponse};
+    /// client
+    ///     .on_unknown_method(|req: MethodRequest| async move {
+    ///         MethodResponse::error(404, &format!("no method {}", req.name))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     /// As [`DeviceClient::on_method`].
     ///
@@ -424,6 +550,17 @@ impl DeviceClient {
 
     /// A stream of method requests that no named handler takes (replaces an earlier stream).
     /// At most 64 wait in it; a request that finds it full is answered 500.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// use iot_device::MethodResponse;
+    /// let mut requests = client.method_requests().await?;
+    /// while let Some(incoming) = requests.next().await {
+    ///     let name = incoming.request().name.clone();
+    ///     incoming.respond(MethodResponse::ok(&serde_json::json!({ "handled": name }))).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// As [`DeviceClient::on_method`].
@@ -443,6 +580,14 @@ impl DeviceClient {
 
     /// The twin as the device sees it: desired and reported properties with `$version`.
     ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let twin = client.get_twin().await?;
+    /// let interval: Option<u64> = twin.desired.get("telemetryInterval").transpose()?;
+    /// println!("desired v{:?}: interval {interval:?}", twin.desired.version);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future withdraws the request (or ignores its late answer).
     ///
@@ -458,6 +603,15 @@ impl DeviceClient {
 
     /// Patches the reported properties (merge patch: `null` deletes) and returns the new
     /// reported `$version` once the hub answered 204.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let version = client
+    ///     .update_reported(&serde_json::json!({ "firmware": "1.2.0", "oldKey": null }))
+    ///     .await?;
+    /// println!("reported properties are now at version {version}");
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future withdraws the patch if it was not sent yet; a patch
@@ -528,6 +682,17 @@ impl DeviceClient {
     /// A slow reader does not grow memory: past `desired_capacity` waiting updates they
     /// coalesce into one `Full`.
     ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// use iot_device::DesiredKind;
+    /// let mut updates = client.desired_updates().await?;
+    /// while let Some(update) = updates.next().await {
+    ///     let full = update.kind == DesiredKind::Full;
+    ///     println!("v{} (full: {full}): {:?}", update.version, update.properties);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     /// As [`DeviceClient::on_method`].
     ///
@@ -542,6 +707,16 @@ impl DeviceClient {
 
     /// Calls `f` for every desired-property update (on a task of its own), with the same
     /// order as [`DeviceClient::desired_updates`]: the current state as `Full` first.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// client
+    ///     .on_desired_update(|update: iot_device::DesiredUpdate| async move {
+    ///         println!("desired v{}: {:?}", update.version, update.properties);
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// As [`DeviceClient::on_method`].
@@ -565,6 +740,15 @@ impl DeviceClient {
     /// A stream of cloud-to-device messages (for modules: messages routed to their inputs).
     /// A message is acknowledged to the hub only when taken from the stream.
     ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut inbox = client.c2d_messages().await?;
+    /// while let Some(message) = inbox.next().await {
+    ///     println!("{} bytes, id {:?}", message.body.len(), message.properties.message_id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     /// As [`DeviceClient::on_method`].
     ///
@@ -579,6 +763,12 @@ impl DeviceClient {
 
     /// Sends DISCONNECT and stops the connection; pending operations fail with
     /// [`ErrorKind::Closed`]. Waits at most the operation timeout for the connection to close.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// client.close().await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// Cancel-safe: the close is requested at once; dropping the future only stops waiting.

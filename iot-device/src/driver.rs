@@ -96,7 +96,9 @@ fn is_permanent_refusal(e: &ConnectionError) -> bool {
     )
 }
 
-fn connect_error(e: &ConnectionError) -> Error {
+/// The typed error of a failed connection (attempt), naming the device, the endpoint, the
+/// root cause and, where known, what to do.
+fn connect_error(e: &ConnectionError, inner: &Inner) -> Error {
     let kind = if is_auth_refusal(e) {
         ErrorKind::Unauthorized
     } else if is_permanent_refusal(e) {
@@ -104,7 +106,7 @@ fn connect_error(e: &ConnectionError) -> Error {
     } else {
         ErrorKind::Connection
     };
-    Error::new(kind, format!("connection failed: {e}"))
+    Error::connection(kind, &inner.device_id, &inner.endpoint, e)
 }
 
 /// How a connection attempt or connection failed, for the session.
@@ -113,6 +115,8 @@ fn loss_of(e: &ConnectionError) -> Loss {
         Loss::Refused
     } else if is_permanent_refusal(e) {
         Loss::Permanent
+    } else if iot_common::hint::is_certificate_failure(e) {
+        Loss::Certificate
     } else {
         Loss::Transient
     }
@@ -372,27 +376,36 @@ pub(crate) async fn run(mut pump: Pump, mut eventloop: EventLoop) {
             Err(_) if pump.closing => break CloseReason::ClientClosed,
             Ok(event) => pump.on_event(&event),
             Err(e) => {
-                pump.connected = false;
+                let was_connected = std::mem::replace(&mut pump.connected, false);
                 Counters::bump(&pump.inner.stats.connection_losses);
-                tracing::info!(device_id = %pump.inner.device_id, error = %e, "connection lost");
+                let error = connect_error(&e, &pump.inner);
                 forget_replay(&mut eventloop);
-                let loss = loss_of(&e);
+                let closed = {
+                    let mut core = pump.inner.lock();
+                    core.session
+                        .on_connection_lost(loss_of(&e), rand::random::<f64>());
+                    core.session.is_closed()
+                };
+                // Every failed attempt is visible, with its cause and hint, even while
+                // `connect` keeps retrying (retry_initial_connect) and has nothing to return.
+                if was_connected && !closed {
+                    tracing::warn!(
+                        device_id = %pump.inner.device_id,
+                        endpoint = %pump.inner.endpoint,
+                        cause = %iot_common::hint::root_cause(&e),
+                        "connection lost; reconnecting"
+                    );
+                } else if closed {
+                    tracing::error!(device_id = %pump.inner.device_id, "{error}; giving up");
+                } else {
+                    tracing::warn!(device_id = %pump.inner.device_id, "{error}; retrying");
+                }
                 if let Some(tx) = pump.ready.take() {
-                    let lost = {
-                        let mut core = pump.inner.lock();
-                        core.session.on_connection_lost(loss, rand::random::<f64>());
-                        core.session.is_closed()
-                    };
-                    if lost {
-                        let _ = tx.send(Err(connect_error(&e)));
+                    if closed {
+                        let _ = tx.send(Err(error));
                     } else {
                         pump.ready = Some(tx);
                     }
-                } else {
-                    pump.inner
-                        .lock()
-                        .session
-                        .on_connection_lost(loss, rand::random::<f64>());
                 }
             }
         }

@@ -44,6 +44,8 @@ pub(crate) struct Counters {
 
 pub(crate) struct Inner {
     pub(crate) host_name: String,
+    /// `host:port` the transport connects to, for errors and logs.
+    pub(crate) endpoint: String,
     pub(crate) device_id: String,
     pub(crate) module_id: Option<String>,
     pub(crate) options: DeviceClientOptions,
@@ -85,6 +87,7 @@ impl Drop for CancelOnDrop<'_> {
 impl Inner {
     pub(crate) fn new(
         host_name: String,
+        endpoint: String,
         device_id: String,
         module_id: Option<String>,
         options: DeviceClientOptions,
@@ -93,6 +96,7 @@ impl Inner {
         let permits = Arc::new(Semaphore::new(options.max_concurrent_methods));
         Self {
             host_name,
+            endpoint,
             device_id,
             module_id,
             options,
@@ -238,8 +242,29 @@ impl Counters {
     }
 }
 
-/// A stream that takes items out of the session.
-pub(crate) type Pull<T> = std::pin::Pin<Box<dyn futures_core::Stream<Item = T> + Send>>;
+type BoxStream<T> = std::pin::Pin<Box<dyn futures_core::Stream<Item = T> + Send>>;
+
+/// A stream that takes items out of the session. The mutex is never locked: `poll_next`
+/// has `&mut self` and uses `get_mut`. It is there so that the public streams are `Sync`
+/// (a boxed `async` state machine is only `Send`), which users need to hold them in
+/// shared state.
+pub(crate) struct Pull<T>(Mutex<BoxStream<T>>);
+
+impl<T> futures_core::Stream for Pull<T> {
+    type Item = T;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+            .poll_next(cx)
+    }
+}
 
 /// Items taken from the session with `take`, waiting for [`Inner::delivered`] in between;
 /// ends when the session closed and nothing is left.
@@ -247,7 +272,7 @@ pub(crate) fn pull<T: Send + 'static>(
     inner: Arc<Inner>,
     take: fn(&mut DeviceSession) -> Option<T>,
 ) -> Pull<T> {
-    Box::pin(futures_util::stream::unfold(
+    Pull(Mutex::new(Box::pin(futures_util::stream::unfold(
         inner,
         move |inner| async move {
             let item = loop {
@@ -269,5 +294,5 @@ pub(crate) fn pull<T: Send + 'static>(
             inner.wake_pump.notify_one();
             Some((item, inner))
         },
-    ))
+    ))))
 }

@@ -43,6 +43,11 @@ pub struct MethodError {
 
 impl MethodError {
     /// An error with a status and `{"message": …}`.
+    ///
+    /// ```
+    /// let e = iot_device::MethodError::new(409, "already rebooting");
+    /// # let _ = e;
+    /// ```
     pub fn new(status: i32, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -51,11 +56,29 @@ impl MethodError {
     }
 
     /// An error with a status and any JSON payload.
+    ///
+    /// ```
+    /// let e = iot_device::MethodError::with_payload(422, serde_json::json!({ "field": "delay" }));
+    /// # let _ = e;
+    /// ```
     pub fn with_payload(status: i32, payload: Value) -> Self {
         Self { status, payload }
     }
 
     /// 400: the request is not acceptable.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// client
+    ///     .on_method("setDelay", |delay: i64| async move {
+    ///         if delay < 0 {
+    ///             return Err(iot_device::MethodError::bad_request("delay must not be negative"));
+    ///         }
+    ///         Ok(serde_json::json!({ "delay": delay }))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
     }
@@ -136,11 +159,30 @@ impl IncomingMethod {
     }
 
     /// The request.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut requests = client.method_requests().await?;
+    /// if let Some(incoming) = requests.next().await {
+    ///     println!("{} with {} payload bytes", incoming.request().name, incoming.request().payload.len());
+    ///     incoming.respond(iot_device::MethodResponse::empty(200)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn request(&self) -> &MethodRequest {
         &self.request
     }
 
     /// Sends the answer and waits for the hub's PUBACK, at most the operation timeout.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut requests = client.method_requests().await?;
+    /// if let Some(incoming) = requests.next().await {
+    ///     incoming.respond(iot_device::MethodResponse::error(503, "busy")).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// Dropping the future before it resolves withdraws the answer if it was not sent yet;
@@ -176,6 +218,15 @@ pub struct MethodRequests {
 
 impl MethodRequests {
     /// The next request.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut requests = client.method_requests().await?;
+    /// while let Some(incoming) = requests.next().await {
+    ///     incoming.respond(iot_device::MethodResponse::empty(200)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Cancel safety
     /// Cancel-safe: a request is taken only when this resolves.

@@ -79,35 +79,78 @@ impl DeviceClientOptions {
     /// The defaults: keep-alive 60 s, operation timeout 30 s, backoff 1 s → 100 s with up to
     /// 5 s jitter and no attempt limit, SAS time-to-live 1 h renewed at 85 %, 16 concurrent
     /// method handlers, MQTT over TLS trusting the platform roots.
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new();
+    /// # let _ = options;
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// MQTT keep-alive interval (default 60 s; the hub allows up to 1177 s).
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().keep_alive(std::time::Duration::from_secs(120));
+    /// # let _ = options;
+    /// ```
     pub fn keep_alive(mut self, d: Duration) -> Self {
         self.keep_alive = d.max(Duration::from_secs(1));
         self
     }
 
     /// How long twin operations, telemetry and subscriptions wait for the hub (default 30 s).
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().operation_timeout(std::time::Duration::from_secs(10));
+    /// # let _ = options;
+    /// ```
     pub fn operation_timeout(mut self, d: Duration) -> Self {
         self.operation_timeout = d;
         self
     }
 
     /// Reconnect backoff.
+    ///
+    /// ```
+    /// use iot_device::{Backoff, DeviceClientOptions};
+    /// use std::time::Duration;
+    /// let options = DeviceClientOptions::new().backoff(Backoff::new(
+    ///     Duration::from_millis(500),
+    ///     Duration::from_secs(30),
+    ///     Duration::from_secs(1),
+    /// ));
+    /// # let _ = options;
+    /// ```
     pub fn backoff(mut self, b: Backoff) -> Self {
         self.backoff = b;
         self
     }
 
     /// Give up after this many failed reconnects in a row (default: never).
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().max_reconnect_attempts(Some(10));
+    /// # let _ = options;
+    /// ```
     pub fn max_reconnect_attempts(mut self, n: Option<u32>) -> Self {
         self.max_reconnect_attempts = n;
         self
     }
 
     /// Keep retrying the first connection instead of failing `connect` (default false).
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// // A device that boots before the network is up keeps trying; a wrong key or an
+    /// // untrusted certificate still ends `connect` at once.
+    /// let options = DeviceClientOptions::new().retry_initial_connect(true);
+    /// # let _ = options;
+    /// ```
     pub fn retry_initial_connect(mut self, yes: bool) -> Self {
         self.retry_initial_connect = yes;
         self
@@ -115,30 +158,60 @@ impl DeviceClientOptions {
 
     /// Lifetime of the SAS tokens the client signs (default 1 h). The client reconnects with
     /// a fresh token at 85 % of it.
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().sas_token_ttl(std::time::Duration::from_secs(24 * 3600));
+    /// # let _ = options;
+    /// ```
     pub fn sas_token_ttl(mut self, d: Duration) -> Self {
         self.sas_ttl = d.max(Duration::from_secs(2));
         self
     }
 
     /// IoT Plug and Play model id, sent in the MQTT username.
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().model_id("dtmi:com:example:Thermostat;1");
+    /// # let _ = options;
+    /// ```
     pub fn model_id(mut self, dtmi: impl Into<String>) -> Self {
         self.model_id = Some(dtmi.into());
         self
     }
 
     /// How many method handlers may run at once (default 16).
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().max_concurrent_methods(4);
+    /// # let _ = options;
+    /// ```
     pub fn max_concurrent_methods(mut self, n: usize) -> Self {
         self.max_concurrent_methods = n.max(1);
         self
     }
 
     /// The transport (default MQTT over TLS).
+    ///
+    /// ```
+    /// use iot_device::{DeviceClientOptions, Transport};
+    /// let options = DeviceClientOptions::new().transport(Transport::MqttTls);
+    /// # let _ = options;
+    /// ```
     pub fn transport(mut self, t: Transport) -> Self {
         self.transport = t;
         self
     }
 
     /// Appended to this SDK's `DeviceClientType` (for example your product and version).
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().product_info("thermostat/2.1");
+    /// # let _ = options;
+    /// ```
     pub fn product_info(mut self, info: impl Into<String>) -> Self {
         self.product_info = Some(info.into());
         self
@@ -147,6 +220,13 @@ impl DeviceClientOptions {
     /// Bounds of the offline telemetry queue: messages accepted but not yet handed to the
     /// connection (default 1000 messages and 4 MiB, topic included). Each queued message
     /// holds its body until it is sent, so these bound the memory of an outage.
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// // Up to 100 messages or 64 KiB wait while the device is offline.
+    /// let options = DeviceClientOptions::new().telemetry_queue(100, 64 * 1024);
+    /// # let _ = options;
+    /// ```
     pub fn telemetry_queue(mut self, messages: usize, bytes: usize) -> Self {
         self.telemetry_queue_messages = messages.max(1);
         self.telemetry_queue_bytes = bytes.max(1);
@@ -155,6 +235,12 @@ impl DeviceClientOptions {
 
     /// What a send does when the telemetry queue is full (default: refuse it with
     /// [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull)).
+    ///
+    /// ```
+    /// use iot_device::{DeviceClientOptions, QueueFullPolicy};
+    /// let options = DeviceClientOptions::new().queue_full_policy(QueueFullPolicy::DropOldest);
+    /// # let _ = options;
+    /// ```
     pub fn queue_full_policy(mut self, policy: QueueFullPolicy) -> Self {
         self.queue_full_policy = policy;
         self
@@ -162,6 +248,12 @@ impl DeviceClientOptions {
 
     /// How many desired updates wait for a slow consumer (default 16). Past that they
     /// coalesce into one [`DesiredKind::Full`](crate::DesiredKind::Full) of the current state.
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().desired_capacity(4);
+    /// # let _ = options;
+    /// ```
     pub fn desired_capacity(mut self, n: usize) -> Self {
         self.desired_capacity = n.max(1);
         self
@@ -169,12 +261,26 @@ impl DeviceClientOptions {
 
     /// How many cloud-to-device messages wait for the application (default 16). Past that
     /// they are not acknowledged, so the hub keeps them and delivers them again later.
+    ///
+    /// ```
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new().c2d_capacity(64);
+    /// # let _ = options;
+    /// ```
     pub fn c2d_capacity(mut self, n: usize) -> Self {
         self.c2d_capacity = n.max(1);
         self
     }
 
     /// Trusts a CA (PEM text) besides the platform roots, e.g. the emulator's.
+    ///
+    /// ```no_run
+    /// use iot_device::DeviceClientOptions;
+    /// let pem = std::fs::read_to_string("ca.pem")?;
+    /// let options = DeviceClientOptions::new().trust_ca_pem(&pem)?;
+    /// # let _ = options;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Configuration`](crate::ErrorKind::Configuration) when the PEM holds no
@@ -185,6 +291,14 @@ impl DeviceClientOptions {
     }
 
     /// Trusts the CA in a PEM file, e.g. the emulator's `ca.pem`.
+    ///
+    /// ```no_run
+    /// use iot_device::DeviceClientOptions;
+    /// // The emulator prints the path of its CA file at start-up.
+    /// let options = DeviceClientOptions::new().trust_ca_file(std::env::var("IOTHUB_CA_CERT")?)?;
+    /// # let _ = options;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// The file cannot be read or holds no valid certificate.

@@ -1,6 +1,11 @@
 //! The connection status and its change stream.
 
+use futures_core::Stream;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 use tokio::sync::watch;
 
 /// Why the connection dropped.
@@ -25,6 +30,8 @@ pub enum CloseReason {
     Unauthorized,
     /// `max_reconnect_attempts` failed reconnects in a row.
     RetriesExhausted,
+    /// The hub's certificate is not trusted (or expired, or for another name).
+    Certificate,
 }
 
 /// The state of the client's connection.
@@ -62,34 +69,98 @@ impl fmt::Display for ConnectionStatus {
     }
 }
 
-/// A stream of status changes (the latest status first).
-#[derive(Debug)]
+/// A stream of status changes (the latest status first); ends when the client is gone.
+/// It holds only the latest status: a slow reader skips intermediate ones, never grows.
 pub struct StatusChanges {
     rx: watch::Receiver<ConnectionStatus>,
     first: bool,
+    /// A wait for the next change started by `poll_next`; the mutex is never locked (see
+    /// `poll_next`), it only makes the stream `Sync`.
+    changed: Mutex<Option<Changed>>,
+}
+
+type Changed = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+impl fmt::Debug for StatusChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusChanges")
+            .field("current", &*self.rx.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StatusChanges {
     pub(crate) fn new(rx: watch::Receiver<ConnectionStatus>) -> Self {
-        Self { rx, first: true }
+        Self {
+            rx,
+            first: true,
+            changed: Mutex::new(None),
+        }
     }
 
     /// Waits for the next status; `None` once the client is gone.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) {
+    /// let mut changes = client.status_changes();
+    /// while let Some(status) = changes.next().await {
+    ///     println!("now {status}");
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a status is marked seen only when it is returned.
     pub async fn next(&mut self) -> Option<ConnectionStatus> {
-        if self.first {
-            self.first = false;
-            return Some(*self.rx.borrow_and_update());
-        }
-        self.rx.changed().await.ok()?;
-        Some(*self.rx.borrow_and_update())
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// Waits until `pred` holds for the status.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) {
+    /// use iot_device::ConnectionStatus;
+    /// let mut changes = client.status_changes();
+    /// changes.wait_for(|s| *s == ConnectionStatus::Connected).await;
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads the status.
     pub async fn wait_for(
         &mut self,
         pred: impl FnMut(&ConnectionStatus) -> bool,
     ) -> Option<ConnectionStatus> {
         self.rx.wait_for(pred).await.ok().map(|s| *s)
+    }
+}
+
+impl Stream for StatusChanges {
+    type Item = ConnectionStatus;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ConnectionStatus>> {
+        let this = self.get_mut();
+        if this.first {
+            this.first = false;
+            return Poll::Ready(Some(*this.rx.borrow_and_update()));
+        }
+        let slot = this
+            .changed
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The wait runs on a clone, which starts from the version `rx` has seen; `rx` is
+        // marked seen only when a change is returned.
+        let changed = slot.get_or_insert_with(|| {
+            let mut rx = this.rx.clone();
+            Box::pin(async move { rx.changed().await.is_ok() })
+        });
+        let alive = std::task::ready!(changed.as_mut().poll(cx));
+        *slot = None;
+        if alive {
+            Poll::Ready(Some(*this.rx.borrow_and_update()))
+        } else {
+            Poll::Ready(None)
+        }
     }
 }
 

@@ -3,8 +3,6 @@
 
 use crate::{Error, ErrorKind, Result};
 use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::sync::{Arc, OnceLock};
 
 fn native_roots() -> &'static RootCertStore {
@@ -18,34 +16,11 @@ fn native_roots() -> &'static RootCertStore {
     })
 }
 
-/// Builds a client configuration trusting the platform roots and `extra_ca_pem`.
+/// Builds a client configuration trusting the platform roots and `extra_ca_pem`
+/// (`iot_common::tls`, shared with the service client).
 pub(crate) fn client_config(extra_ca_pem: Option<&str>) -> Result<Arc<ClientConfig>> {
-    let mut roots = native_roots().clone();
-    if let Some(pem) = extra_ca_pem {
-        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| {
-                Error::new(ErrorKind::Configuration, "the CA file is not PEM").with_source(e)
-            })?;
-        if certs.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Configuration,
-                "the CA file holds no certificate",
-            ));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| {
-                Error::new(ErrorKind::Configuration, "the CA certificate is invalid").with_source(e)
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::Configuration, "tls setup failed").with_source(e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    iot_common::tls::client_config(native_roots().clone(), extra_ca_pem.map(str::as_bytes), &[])
+        .map_err(|e| Error::new(ErrorKind::Configuration, e.to_string()).with_source(e))
 }
 
 /// The shared default configuration (platform roots only).

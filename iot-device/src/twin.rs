@@ -30,6 +30,16 @@ pub struct DesiredUpdate {
 
 impl DesiredUpdate {
     /// A property deserialized as `T`, or `None` when absent.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut updates = client.desired_updates().await?;
+    /// if let Some(update) = updates.next().await {
+    ///     let interval: Option<u64> = update.get("telemetryInterval").transpose()?;
+    ///     println!("{interval:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn get<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
@@ -57,6 +67,15 @@ impl std::fmt::Debug for DesiredUpdates {
 impl DesiredUpdates {
     /// The next update.
     ///
+    /// ```no_run
+    /// # async fn demo(client: iot_device::DeviceClient) -> iot_device::Result<()> {
+    /// let mut updates = client.desired_updates().await?;
+    /// while let Some(update) = updates.next().await {
+    ///     println!("desired v{}", update.version);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Cancel safety
     /// Cancel-safe: an update is taken from the queue only when this resolves.
     pub async fn next(&mut self) -> Option<DesiredUpdate> {
@@ -68,6 +87,6 @@ impl Stream for DesiredUpdates {
     type Item = DesiredUpdate;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.as_mut().poll_next(cx)
+        Pin::new(&mut self.get_mut().inner).poll_next(cx)
     }
 }

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use iot_common::{Backoff, CloudToDeviceMethod, ErrorCode, MessageProperties, MethodResponse};
+use iot_common::{Backoff, ErrorCode, MessageProperties, MethodInvocation, MethodResponse};
 use iot_device::{
     ConnectionStatus, DesiredKind, DeviceClient, DeviceClientOptions, DisconnectReason, ErrorKind,
     Message, MethodError,
@@ -36,8 +36,8 @@ async fn connect(hub: &RunningEmulator, id: &str) -> DeviceClient {
         .expect("device connects")
 }
 
-fn call(name: &str, payload: Value) -> CloudToDeviceMethod {
-    let mut m = CloudToDeviceMethod::new(name, payload);
+fn call(name: &str, payload: Value) -> MethodInvocation {
+    let mut m = MethodInvocation::new(name, payload);
     m.response_timeout_in_seconds = Some(10);
     m
 }
@@ -570,4 +570,25 @@ async fn method_request_stream_and_dropped_requests() {
         .unwrap();
     assert_eq!(r.status, 500);
     responder.await.unwrap();
+}
+
+#[tokio::test]
+async fn status_changes_is_a_stream_that_ends_with_the_client() {
+    use futures_util::StreamExt as _;
+    let hub = hub().await;
+    let client = connect(&hub, "status-stream").await;
+    let changes = client.status_changes();
+    let watcher = tokio::spawn(changes.collect::<Vec<_>>());
+    assert!(hub.disconnect("status-stream", None));
+    wait_status(&client, |s| *s == ConnectionStatus::Connected).await;
+    client.close().await.unwrap();
+    let seen = tokio::time::timeout(WAIT, watcher)
+        .await
+        .expect("the stream ends once the client is gone")
+        .unwrap();
+    assert_eq!(seen.first(), Some(&ConnectionStatus::Connected), "{seen:?}");
+    assert!(
+        matches!(seen.last(), Some(ConnectionStatus::Closed { .. })),
+        "{seen:?}"
+    );
 }

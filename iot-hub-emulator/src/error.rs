@@ -115,14 +115,14 @@ impl From<iot_common::TwinError> for ApiError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code:?} ({}): {message}", code.code())]
 #[non_exhaustive]
-pub struct HubApiError {
+pub struct EmulatorApiError {
     /// The hub's error code.
     pub code: ErrorCode,
     /// Its message.
     pub message: String,
 }
 
-impl From<ApiError> for HubApiError {
+impl From<ApiError> for EmulatorApiError {
     fn from(e: ApiError) -> Self {
         Self {
             code: e.code,

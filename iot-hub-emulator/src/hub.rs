@@ -15,6 +15,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// The current UTC time as the hub writes it (7 fractional digits).
+/// The current time as registry records carry it.
+pub(crate) fn now_timestamp() -> iot_common::Timestamp {
+    std::time::SystemTime::now().into()
+}
+
 pub(crate) fn now_string() -> String {
     format_time(chrono::Utc::now())
 }
@@ -396,7 +401,7 @@ impl Hub {
         module_id: Option<&str>,
         state: ConnectionState,
     ) {
-        let now = now_string();
+        let now = now_timestamp();
         let mut reg = lock(&self.registry);
         let Some(rec) = reg.record_mut_volatile(device_id) else {
             return;
@@ -404,13 +409,13 @@ impl Hub {
         match module_id {
             None => {
                 rec.device.connection_state = state;
-                rec.device.connection_state_updated_time = Some(now.clone());
+                rec.device.connection_state_updated_time = Some(now);
                 rec.device.last_activity_time = Some(now);
             }
             Some(m) => {
                 if let Some(mr) = rec.modules.get_mut(m) {
                     mr.module.connection_state = state;
-                    mr.module.connection_state_updated_time = Some(now.clone());
+                    mr.module.connection_state_updated_time = Some(now);
                     mr.module.last_activity_time = Some(now);
                 }
             }
@@ -419,7 +424,7 @@ impl Hub {
 
     /// Records device activity (any publish).
     pub(crate) fn touch(&self, device_id: &str, module_id: Option<&str>) {
-        let now = now_string();
+        let now = now_timestamp();
         let mut reg = lock(&self.registry);
         if let Some(rec) = reg.record_mut_volatile(device_id) {
             match module_id.and_then(|m| rec.modules.get_mut(m)) {

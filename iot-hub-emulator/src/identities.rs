@@ -1,13 +1,13 @@
 //! Identity registry operations: create, read, update, delete devices and modules.
 
 use crate::error::ApiError;
-use crate::hub::{Hub, lock, now_string};
+use crate::hub::{Hub, lock, now_string, now_timestamp};
 use crate::registry::{DeviceRecord, ModuleRecord, ensure_keys};
 use crate::twin_state::TwinState;
-use iot_common::ErrorCode;
 use iot_common::connection_string::validate_id;
 use iot_common::registry::{Device, Module, RegistryStatistics};
 use iot_common::twin::{ConnectionState, DeviceStatus};
+use iot_common::{ErrorCode, Timestamp};
 
 /// `true` when `If-Match` is absent or a wildcard, or names `current` (quotes and `W/` ignored).
 pub(crate) fn etag_matches(if_match: Option<&str>, current: &str) -> bool {
@@ -56,7 +56,7 @@ impl Hub {
                 ensure_keys(&mut body.authentication.symmetric_key);
                 let d = &mut rec.device;
                 if d.status != body.status {
-                    d.status_updated_time = Some(now.clone());
+                    d.status_updated_time = Some(now_timestamp());
                 }
                 d.status = body.status;
                 d.status_reason = body.status_reason;
@@ -74,9 +74,9 @@ impl Hub {
                 body.etag = Some(etag);
                 body.generation_id = Some(format!("{}", chrono::Utc::now().timestamp_micros()));
                 body.connection_state = ConnectionState::Disconnected;
-                body.connection_state_updated_time = Some("0001-01-01T00:00:00Z".into());
-                body.status_updated_time = Some("0001-01-01T00:00:00Z".into());
-                body.last_activity_time = Some("0001-01-01T00:00:00Z".into());
+                body.connection_state_updated_time = Some(Timestamp::never());
+                body.status_updated_time = Some(Timestamp::never());
+                body.last_activity_time = Some(Timestamp::never());
                 body.cloud_to_device_message_count = 0;
                 reg.insert_device(id, DeviceRecord::new(body.clone(), TwinState::new(&now)));
                 body
@@ -187,8 +187,8 @@ impl Hub {
                 body.etag = Some(etag);
                 body.generation_id = Some(format!("{}", chrono::Utc::now().timestamp_micros()));
                 body.connection_state = ConnectionState::Disconnected;
-                body.connection_state_updated_time = Some("0001-01-01T00:00:00Z".into());
-                body.last_activity_time = Some("0001-01-01T00:00:00Z".into());
+                body.connection_state_updated_time = Some(Timestamp::never());
+                body.last_activity_time = Some(Timestamp::never());
                 rec.modules.insert(
                     module_id.to_owned(),
                     ModuleRecord {

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::hub::{Hub, lock, now_string};
 use crate::query::{self, Collection};
-use iot_common::{ErrorCode, JobRequest, JobResponse, JobStatus, JobType};
+use iot_common::{ErrorCode, JobRequest, JobResponse, JobStatus, JobType, Timestamp};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,7 @@ impl JobStore {
                 serde_json::from_slice(&v).map_err(|e| format!("job {id} ({e})"))?;
             if is_active(job.status) && job.status != JobStatus::Scheduled {
                 job.status = JobStatus::Failed;
-                job.end_time = Some(now_string());
+                job.end_time = Some(now());
                 job.status_message = Some("The emulator restarted while the job ran.".into());
                 store.touch(&id);
             }
@@ -127,10 +127,13 @@ impl JobStore {
     }
 }
 
-fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| ApiError::bad_request("startTime is not an ISO-8601 time."))
+/// The current time as job records carry it.
+fn now() -> Timestamp {
+    std::time::SystemTime::now().into()
+}
+
+fn to_chrono(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
+    std::time::SystemTime::from(t).into()
 }
 
 fn job_type_name(t: JobType) -> &'static str {
@@ -197,7 +200,7 @@ impl Hub {
             }
         }
         let start = match &req.start_time {
-            Some(s) => parse_time(s)?,
+            Some(t) => to_chrono(*t),
             None => chrono::Utc::now(),
         };
         let mut store = lock(self.job_store());
@@ -210,8 +213,8 @@ impl Hub {
         store.make_room()?;
         let mut job = JobResponse::new(id, req.job_type);
         job.query_condition = Some(req.query_condition);
-        job.created_time = Some(now_string());
-        job.start_time = Some(crate::hub::format_time(start));
+        job.created_time = Some(now());
+        job.start_time = Some(std::time::SystemTime::from(start).into());
         job.max_execution_time_in_seconds = Some(req.max_execution_time_in_seconds);
         job.cloud_to_device_method = req.cloud_to_device_method;
         job.update_twin = req.update_twin;
@@ -239,7 +242,7 @@ impl Hub {
         })?;
         if is_active(job.status) {
             job.status = JobStatus::Cancelled;
-            job.end_time = Some(now_string());
+            job.end_time = Some(now());
         }
         let job = job.clone();
         store.touch(id);
@@ -319,12 +322,7 @@ pub(crate) async fn scheduler(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>
                 .jobs
                 .values_mut()
                 .filter(|j| j.status == JobStatus::Scheduled)
-                .filter(|j| {
-                    j.start_time
-                        .as_deref()
-                        .and_then(|s| parse_time(s).ok())
-                        .is_none_or(|t| t <= now)
-                })
+                .filter(|j| j.start_time.is_none_or(|t| to_chrono(t) <= now))
                 .map(|j| {
                     j.status = JobStatus::Running;
                     j.clone()
@@ -460,6 +458,6 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
         if outcome_status == JobStatus::Failed {
             j.failure_reason = Some("The job exceeded maxExecutionTimeInSeconds.".into());
         }
-        j.end_time.get_or_insert_with(now_string);
+        j.end_time.get_or_insert_with(now);
     });
 }

@@ -28,14 +28,14 @@ mod twins;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use error::{EmulatorError, HubApiError};
+pub use error::{EmulatorApiError, EmulatorError};
 pub use faults::FaultSettings;
 pub use registry::Rights;
 pub use telemetry::TelemetryRecord;
 
 use hub::{Hub, HubOptions, lock};
 use iot_common::registry::{AuthenticationMechanism, Device, SymmetricKey};
-use iot_common::{CloudToDeviceMethod, CloudToDeviceMethodResult, Secret, Twin};
+use iot_common::{MethodInvocation, MethodInvocationResult, Secret, Twin};
 use registry::{Policy, Registry, default_policies, generate_key};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -718,12 +718,12 @@ impl RunningEmulator {
         &self,
         device_id: &str,
         module_id: Option<&str>,
-        request: CloudToDeviceMethod,
-    ) -> Result<CloudToDeviceMethodResult, HubApiError> {
+        request: MethodInvocation,
+    ) -> Result<MethodInvocationResult, EmulatorApiError> {
         self.hub
             .invoke_method(device_id, module_id, request)
             .await
-            .map_err(HubApiError::from)
+            .map_err(EmulatorApiError::from)
     }
 
     /// Patches (`replace = false`) or replaces the twin's tags and desired properties, as
@@ -737,20 +737,24 @@ impl RunningEmulator {
         module_id: Option<&str>,
         body: &serde_json::Value,
         replace: bool,
-    ) -> Result<Twin, HubApiError> {
+    ) -> Result<Twin, EmulatorApiError> {
         self.hub
             .update_twin(device_id, module_id, body, None, replace)
-            .map_err(HubApiError::from)
+            .map_err(EmulatorApiError::from)
     }
 
     /// The service view of a twin.
     ///
     /// # Errors
     /// Unknown device or module.
-    pub fn get_twin(&self, device_id: &str, module_id: Option<&str>) -> Result<Twin, HubApiError> {
+    pub fn get_twin(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Result<Twin, EmulatorApiError> {
         self.hub
             .get_twin(device_id, module_id)
-            .map_err(HubApiError::from)
+            .map_err(EmulatorApiError::from)
     }
 
     /// Queues a cloud-to-device message.
@@ -762,7 +766,7 @@ impl RunningEmulator {
         device_id: &str,
         body: impl Into<bytes::Bytes>,
         mut properties: iot_common::MessageProperties,
-    ) -> Result<(), HubApiError> {
+    ) -> Result<(), EmulatorApiError> {
         properties
             .to
             .get_or_insert_with(|| format!("/devices/{device_id}/messages/devicebound"));
@@ -775,7 +779,7 @@ impl RunningEmulator {
                     id: 0,
                 },
             )
-            .map_err(HubApiError::from)
+            .map_err(EmulatorApiError::from)
     }
 
     /// Telemetry received so far (optionally from one device), oldest first.

@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::hub::{Hub, Outbound, lock, sub};
 use bytes::Bytes;
-use iot_common::{CloudToDeviceMethod, CloudToDeviceMethodResult, ErrorCode, topic};
+use iot_common::{ErrorCode, MethodInvocation, MethodInvocationResult, topic};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -20,7 +20,7 @@ fn not_online(connect_timeout: u64) -> ApiError {
 /// Checks a method call as the hub does (name, timeouts, payload), plus the emulator's bound
 /// on the name's length: a long name would make the device's request topic exceed what
 /// devices accept.
-pub(crate) fn validate(request: &CloudToDeviceMethod) -> Result<(), ApiError> {
+pub(crate) fn validate(request: &MethodInvocation) -> Result<(), ApiError> {
     request
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -39,8 +39,8 @@ impl Hub {
         &self,
         device_id: &str,
         module_id: Option<&str>,
-        request: CloudToDeviceMethod,
-    ) -> Result<CloudToDeviceMethodResult, ApiError> {
+        request: MethodInvocation,
+    ) -> Result<MethodInvocationResult, ApiError> {
         validate(&request)?;
         {
             let reg = lock(&self.registry);
@@ -95,7 +95,7 @@ impl Hub {
                         Value::String(String::from_utf8_lossy(&body).into_owned())
                     })
                 };
-                Ok(CloudToDeviceMethodResult::new(status, payload))
+                Ok(MethodInvocationResult::new(status, payload))
             }
             Ok(Err(_)) => Err(not_online(connect_timeout)),
             Err(_) => {

@@ -20,6 +20,10 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
         doc.insert(k.to_owned(), v);
     };
     let text = |s: &Option<String>| s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()));
+    let time = |t: &Option<iot_common::Timestamp>| {
+        t.as_ref()
+            .map_or(Value::Null, |t| Value::String(t.to_string()))
+    };
     put("deviceId", Value::String(d.device_id.clone()));
     put(
         "authenticationType",
@@ -37,13 +41,13 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
                 serde_json::to_value(d.status).unwrap_or(Value::Null),
             );
             if d.status_updated_time.is_some() {
-                put("statusUpdateTime", text(&d.status_updated_time));
+                put("statusUpdateTime", time(&d.status_updated_time));
             }
             put(
                 "connectionState",
                 serde_json::to_value(d.connection_state).unwrap_or(Value::Null),
             );
-            put("lastActivityTime", text(&d.last_activity_time));
+            put("lastActivityTime", time(&d.last_activity_time));
             put(
                 "capabilities",
                 serde_json::json!({ "iotEdge": d.capabilities.iot_edge }),
@@ -58,7 +62,7 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
                 "connectionState",
                 serde_json::to_value(mr.module.connection_state).unwrap_or(Value::Null),
             );
-            put("lastActivityTime", text(&mr.module.last_activity_time));
+            put("lastActivityTime", time(&mr.module.last_activity_time));
             &mr.twin
         }
     };

@@ -1,7 +1,7 @@
 //! `ServiceClient`: one connection pool, a cached SAS token, and the request pipeline that
 //! every call goes through (auth, `Request-Id`, `User-Agent`, retries, error mapping).
 
-use crate::options::{ServiceClientOptions, parse_pem};
+use crate::options::ServiceClientOptions;
 use crate::{Error, ErrorKind, Result};
 use bytes::Bytes;
 use iot_common::{SasToken, Secret, ServiceConnectionString};
@@ -11,31 +11,19 @@ use serde::de::DeserializeOwned;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A rustls configuration (ring provider) trusting the platform roots and `extra_ca_pem`.
+/// A rustls configuration trusting the platform roots and `extra_ca_pem` (`iot_common::tls`,
+/// shared with the device client), offering HTTP/1.1.
 pub(crate) fn tls_config(extra_ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
     static NATIVE: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    let mut roots = NATIVE
+    let roots = NATIVE
         .get_or_init(|| {
             let mut store = rustls::RootCertStore::empty();
             store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             store
         })
         .clone();
-    if let Some(pem) = extra_ca_pem {
-        for c in parse_pem(pem)? {
-            roots.add(c).map_err(|e| {
-                Error::new(ErrorKind::Configuration, "the CA certificate is invalid").with_source(e)
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::Configuration, "tls setup failed").with_source(e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    iot_common::tls::client_config(roots, extra_ca_pem.map(str::as_bytes), &[b"http/1.1"])
+        .map_err(|e| Error::new(ErrorKind::Configuration, e.to_string()).with_source(e))
 }
 
 /// Whether a failed call may be sent again.
@@ -112,6 +100,7 @@ struct Inner {
     http: reqwest::Client,
     base: url::Url,
     connection: ServiceConnectionString,
+    /// The cached policy token and the Unix time at which to replace it.
     token: Mutex<Option<(Secret, u64)>>,
     options: ServiceClientOptions,
 }
@@ -174,7 +163,7 @@ impl ServiceClient {
             None => tls_config(None)?,
         };
         let mut user_agent = concat!("azure-iot-rs-service/", env!("CARGO_PKG_VERSION")).to_owned();
-        if let Some(s) = &options.user_agent_suffix {
+        if let Some(s) = &options.product_info {
             user_agent.push(' ');
             user_agent.push_str(s);
         }
@@ -208,8 +197,7 @@ impl ServiceClient {
 
     /// The `Authorization` header: a cached policy token, re-signed shortly before expiry.
     fn authorization(&self) -> Result<HeaderValue> {
-        let ttl = self.inner.options.sas_ttl.as_secs();
-        let margin = (ttl / 4).min(300);
+        let ttl = self.inner.options.sas_ttl;
         let now = unix_now();
         let mut cached = self
             .inner
@@ -217,10 +205,10 @@ impl ServiceClient {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let token = match &*cached {
-            Some((t, expiry)) if *expiry > now + margin => t.clone(),
+            Some((t, renew_at)) if now < *renew_at => t.clone(),
             _ => {
                 let c = &self.inner.connection;
-                let expiry = now + ttl;
+                let expiry = now + ttl.as_secs();
                 let t = SasToken::for_service(&c.host_name, &c.key_name, &c.key, expiry).map_err(
                     |e| {
                         Error::new(ErrorKind::Configuration, "cannot sign a SAS token")
@@ -228,7 +216,8 @@ impl ServiceClient {
                     },
                 )?;
                 let t = t.as_secret().clone();
-                *cached = Some((t.clone(), expiry));
+                let renew_at = now + iot_common::sas::renew_after(ttl, Duration::ZERO).as_secs();
+                *cached = Some((t.clone(), renew_at));
                 t
             }
         };
@@ -284,7 +273,7 @@ impl ServiceClient {
                 .header(header::AUTHORIZATION, self.authorization()?)
                 .header("Request-Id", &request_id)
                 .header(header::ACCEPT, "application/json")
-                .timeout(call.timeout.unwrap_or(self.inner.options.timeout));
+                .timeout(call.timeout.unwrap_or(self.inner.options.operation_timeout));
             for (k, v) in &call.headers {
                 rb = rb.header(*k, v);
             }

@@ -1,7 +1,7 @@
 //! The service client's error: a kind, a retry classification, the HTTP status, the hub's
 //! error code and the request id.
 
-use iot_common::{ErrorCode, HubError};
+use iot_common::{ErrorCode, HubErrorBody};
 use std::fmt;
 
 /// What went wrong, coarsely.
@@ -26,8 +26,9 @@ pub enum ErrorKind {
     Conflict,
     /// 429.
     Throttled,
-    /// Any other error answer from the hub.
-    Service,
+    /// Any other error answer from the hub (see [`Error::status`]); named as the device
+    /// client's kind.
+    Hub,
     /// The hub could not be reached, or the connection broke.
     Connection,
     /// The hub's certificate was refused (untrusted, expired, or for another name). Not
@@ -47,7 +48,7 @@ pub struct Error(Box<Inner>);
 struct Inner {
     kind: ErrorKind,
     status: Option<u16>,
-    hub: Option<HubError>,
+    hub: Option<HubErrorBody>,
     message: String,
     request_id: Option<String>,
     /// The innermost cause of a transport failure, shown by `Display`.
@@ -82,21 +83,22 @@ impl Error {
         endpoint: &str,
         e: reqwest::Error,
     ) -> Self {
-        let kind = if crate::hint::is_certificate_failure(&e) {
+        let kind = if iot_common::hint::is_certificate_failure(&e) {
             ErrorKind::Certificate
         } else {
             kind
         };
         let mut err = Self::new(kind, format!("{message} at {endpoint}"));
-        err.0.cause = Some(crate::hint::root_cause(&e));
-        err.0.hint = crate::hint::for_transport(&e, endpoint);
+        err.0.cause = Some(iot_common::hint::root_cause(&e));
+        err.0.hint =
+            iot_common::hint::for_transport(&e, endpoint, iot_common::hint::Client::Service);
         err.with_source(e)
     }
 
     /// Adds the hint for an error answer from `endpoint`, if its status has one.
     pub(crate) fn with_status_hint(mut self, endpoint: &str) -> Self {
         if let Some(status) = self.0.status {
-            self.0.hint = crate::hint::for_status(status, endpoint);
+            self.0.hint = iot_common::hint::for_status(status, endpoint);
         }
         self
     }
@@ -113,7 +115,7 @@ impl Error {
 
     /// An error answer from the hub.
     pub(crate) fn from_response(status: u16, header_code: Option<&str>, body: &str) -> Self {
-        let hub = HubError::parse(body, header_code);
+        let hub = HubErrorBody::parse(body, header_code);
         let kind = match (status, hub.code) {
             (_, Some(ErrorCode::DeviceNotOnline)) => ErrorKind::DeviceNotOnline,
             (_, Some(ErrorCode::GatewayTimeout)) | (504 | 408, _) => ErrorKind::Timeout,
@@ -123,7 +125,7 @@ impl Error {
             (412, _) => ErrorKind::PreconditionFailed,
             (429, _) => ErrorKind::Throttled,
             (400, _) => ErrorKind::InvalidInput,
-            _ => ErrorKind::Service,
+            _ => ErrorKind::Hub,
         };
         let message = if hub.message.is_empty() {
             format!("the hub answered {status}")
@@ -177,7 +179,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self.0.kind {
             ErrorKind::Connection | ErrorKind::Throttled | ErrorKind::Timeout => true,
-            ErrorKind::Service => self
+            ErrorKind::Hub => self
                 .0
                 .status
                 .is_some_and(iot_common::status::is_retryable_status),

@@ -4,7 +4,7 @@ use crate::client::{Call, ServiceClient};
 use crate::methods::DirectMethodRequest;
 use crate::twins::TwinPatch;
 use crate::{Error, ErrorKind, Result};
-use iot_common::{JobRequest, JobResponse};
+use iot_common::{JobRequest, JobResponse, Timestamp};
 use reqwest::Method;
 use std::time::{Duration, SystemTime};
 
@@ -24,34 +24,6 @@ impl Default for JobSchedule {
             max_execution: Duration::from_secs(3600),
         }
     }
-}
-
-fn iso(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 impl ServiceClient {
@@ -93,7 +65,7 @@ impl ServiceClient {
             .validate()
             .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
         let mut req = JobRequest::device_method(job_id, condition, method.body().clone());
-        req.start_time = schedule.start.map(iso);
+        req.start_time = schedule.start.map(Timestamp::from);
         req.max_execution_time_in_seconds = schedule.max_execution.as_secs();
         self.put_job(job_id, &req).await
     }
@@ -126,7 +98,7 @@ impl ServiceClient {
     ) -> Result<JobResponse> {
         patch.validate()?;
         let mut req = JobRequest::update_twin(job_id, condition, patch.to_value());
-        req.start_time = schedule.start.map(iso);
+        req.start_time = schedule.start.map(Timestamp::from);
         req.max_execution_time_in_seconds = schedule.max_execution.as_secs();
         self.put_job(job_id, &req).await
     }
@@ -180,19 +152,5 @@ impl ServiceClient {
         ))
         .await?
         .json()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_times() {
-        assert_eq!(iso(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(iso(t), "2023-11-14T22:13:20.123Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(iso(leap), "2000-02-29T00:00:00.000Z");
     }
 }

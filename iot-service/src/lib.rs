@@ -6,7 +6,6 @@
 
 mod client;
 mod error;
-mod hint;
 mod jobs;
 mod methods;
 mod options;
@@ -18,13 +17,15 @@ pub use client::ServiceClient;
 pub use error::{Error, ErrorKind, Result};
 // Every type that appears in this crate's public API, so that users depend on iot-service
 // alone (iot-common is an implementation detail they need not name).
+pub use iot_common::job::DeviceJobStatistics;
 pub use iot_common::registry::{
     AuthenticationMechanism, Device, Module, RegistryStatistics, SymmetricKey, X509Thumbprint,
 };
 pub use iot_common::twin::{Capabilities, ConnectionState, DeviceStatus};
 pub use iot_common::{
-    Backoff, ConnectionStringError, ErrorCode, JobResponse, JobStatus, JobType, Secret,
-    ServiceConnectionString, Twin, TwinCollection, TwinProperties,
+    Backoff, ConnectionStringError, ErrorCode, JobResponse, JobStatus, JobType, MethodInvocation,
+    Secret, ServiceConnectionString, Timestamp, TimestampError, Twin, TwinCollection,
+    TwinProperties,
 };
 pub use jobs::JobSchedule;
 pub use methods::{DirectMethodRequest, DirectMethodResult};
@@ -36,10 +37,10 @@ pub use twins::{IfMatch, TwinPatch};
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn send_sync<T: Send + Sync>() {}
-    fn send<T: Send>() {}
     send_sync::<ServiceClient>();
     send_sync::<Error>();
     send_sync::<ServiceClientOptions>();
-    send::<Query<Twin>>();
-    send::<Query<serde_json::Value>>();
+    send_sync::<Query<Twin>>();
+    send_sync::<Query<serde_json::Value>>();
+    send_sync::<Query<JobResponse>>();
 }

@@ -2,7 +2,7 @@
 
 use crate::client::{Call, Retry, ServiceClient};
 use crate::{Error, ErrorKind, Result};
-use iot_common::CloudToDeviceMethod;
+use iot_common::MethodInvocation;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +21,7 @@ use std::time::Duration;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectMethodRequest {
-    body: CloudToDeviceMethod,
+    body: MethodInvocation,
 }
 
 impl DirectMethodRequest {
@@ -29,7 +29,7 @@ impl DirectMethodRequest {
     /// connect 0: the device must be online).
     pub fn new(name: impl Into<String>) -> Self {
         Self {
-            body: CloudToDeviceMethod::new(name, Value::Null),
+            body: MethodInvocation::new(name, Value::Null),
         }
     }
 
@@ -65,7 +65,7 @@ impl DirectMethodRequest {
         &self.body.method_name
     }
 
-    pub(crate) fn body(&self) -> &CloudToDeviceMethod {
+    pub(crate) fn body(&self) -> &MethodInvocation {
         &self.body
     }
 }

@@ -2,8 +2,6 @@
 
 use crate::{Error, ErrorKind, Result};
 use iot_common::Backoff;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,12 +37,12 @@ impl Default for RetryOptions {
 #[derive(Clone)]
 pub struct ServiceClientOptions {
     pub(crate) api_version: String,
-    pub(crate) timeout: Duration,
+    pub(crate) operation_timeout: Duration,
     pub(crate) retry: RetryOptions,
     pub(crate) endpoint: Option<url::Url>,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) sas_ttl: Duration,
-    pub(crate) user_agent_suffix: Option<String>,
+    pub(crate) product_info: Option<String>,
     pub(crate) max_response_bytes: usize,
 }
 
@@ -56,12 +54,12 @@ impl Default for ServiceClientOptions {
     fn default() -> Self {
         Self {
             api_version: iot_common::mqtt::API_VERSION.to_owned(),
-            timeout: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(60),
             retry: RetryOptions::default(),
             endpoint: None,
             tls: None,
             sas_ttl: Duration::from_secs(3600),
-            user_agent_suffix: None,
+            product_info: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -69,7 +67,8 @@ impl Default for ServiceClientOptions {
 
 impl ServiceClientOptions {
     /// Defaults: api-version `2021-04-12`, 60 s per request (method calls: their own
-    /// timeouts plus 15 s), 3 retries, SAS tokens of 1 h renewed 5 minutes before expiry.
+    /// timeouts plus 15 s), 3 retries, SAS tokens of 1 h renewed at 85 % of their lifetime
+    /// (the device client's rule).
     pub fn new() -> Self {
         Self::default()
     }
@@ -80,9 +79,10 @@ impl ServiceClientOptions {
         self
     }
 
-    /// Timeout of one HTTP request (method invocations use their own timeouts plus 15 s).
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+    /// How long one HTTP request may take (default 60 s; method invocations use their own
+    /// timeouts plus 15 s). Named as the device client's option.
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.operation_timeout = d;
         self
     }
 
@@ -99,7 +99,8 @@ impl ServiceClientOptions {
         self
     }
 
-    /// Lifetime of the SAS tokens the client signs (default 1 h).
+    /// Lifetime of the SAS tokens the client signs (default 1 h); a fresh one is signed at
+    /// 85 % of it.
     pub fn sas_token_ttl(mut self, d: Duration) -> Self {
         self.sas_ttl = d.max(Duration::from_secs(60));
         self
@@ -114,9 +115,10 @@ impl ServiceClientOptions {
         self
     }
 
-    /// Appended to the `User-Agent`.
-    pub fn user_agent_suffix(mut self, s: impl Into<String>) -> Self {
-        self.user_agent_suffix = Some(s.into());
+    /// Appended to the `User-Agent` (for example your product and version). Named as the
+    /// device client's option.
+    pub fn product_info(mut self, info: impl Into<String>) -> Self {
+        self.product_info = Some(info.into());
         self
     }
 
@@ -141,26 +143,11 @@ impl ServiceClientOptions {
     }
 }
 
-pub(crate) fn parse_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::new(ErrorKind::Configuration, "the CA file is not PEM").with_source(e)
-        })?;
-    if certs.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Configuration,
-            "the CA file holds no certificate",
-        ));
-    }
-    Ok(certs)
-}
-
 impl fmt::Debug for ServiceClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceClientOptions")
             .field("api_version", &self.api_version)
-            .field("timeout", &self.timeout)
+            .field("operation_timeout", &self.operation_timeout)
             .field("retry", &self.retry)
             .field("endpoint", &self.endpoint.as_ref().map(url::Url::as_str))
             .field("custom_ca", &self.tls.is_some())

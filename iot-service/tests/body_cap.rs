@@ -41,7 +41,7 @@ fn client(addr: std::net::SocketAddr) -> ServiceClient {
     let options = ServiceClientOptions::new()
         .endpoint(format!("http://{addr}/").parse().unwrap())
         .max_response_bytes(1024 * 1024)
-        .timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(60))
         .retry(RetryOptions {
             max_retries: 0,
             ..RetryOptions::default()

@@ -359,6 +359,25 @@ async fn query_paging_edge_cases() {
         assert_eq!((n, seen), (pages, 25), "page size {page}");
         assert_eq!(q.item_type(), Some("twin"));
     }
+    // The same query as a futures Stream, across pages.
+    use futures_util::StreamExt as _;
+    let mut streamed: Vec<String> = svc
+        .query(sql)
+        .page_size(7)
+        .map(|t| t.unwrap().device_id)
+        .collect()
+        .await;
+    streamed.sort();
+    let expected: Vec<String> = (0..25).map(|i| format!("q{i:02}")).collect();
+    assert_eq!(streamed, expected, "every twin once");
+    let mut mixed = svc.query(sql).page_size(10);
+    let first_page = mixed.next_page().await.unwrap().unwrap();
+    let rest: Vec<_> = (&mut mixed).collect().await;
+    assert_eq!(
+        (first_page.len(), rest.len()),
+        (10, 15),
+        "the stream carries on after the page API"
+    );
     let empty = svc
         .query("SELECT * FROM devices WHERE tags.n = 999")
         .collect_all()

@@ -12,7 +12,7 @@ fn no_retries() -> ServiceClientOptions {
             max_retries: 0,
             ..RetryOptions::default()
         })
-        .timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(10))
 }
 
 #[tokio::test]

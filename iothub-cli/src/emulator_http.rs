@@ -4,7 +4,7 @@
 
 use crate::error::CliError;
 use crate::hub::Hub;
-use iot_common::{HubError, SasToken};
+use iot_common::{HubErrorBody, SasToken};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
@@ -188,7 +188,7 @@ impl EmulatorHttp {
             .and_then(|v| v.parse().ok());
         let body = self.body(resp).await?;
         if !(200..300).contains(&status) {
-            let hub = HubError::parse(&String::from_utf8_lossy(&body), code.as_deref());
+            let hub = HubErrorBody::parse(&String::from_utf8_lossy(&body), code.as_deref());
             return Err(CliError::Answer { status, hub });
         }
         Ok((body, next))

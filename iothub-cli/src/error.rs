@@ -22,7 +22,7 @@ pub enum CliError {
     /// An error answer to one of the emulator-only requests.
     Answer {
         status: u16,
-        hub: iot_common::HubError,
+        hub: iot_common::HubErrorBody,
     },
     /// The hub could not be reached, or did not answer in time.
     Transport(String),
@@ -111,13 +111,13 @@ mod tests {
     fn exit_codes_follow_the_status() {
         let refused = CliError::Answer {
             status: 404,
-            hub: iot_common::HubError::parse("", Some("DeviceNotFound")),
+            hub: iot_common::HubErrorBody::parse("", Some("DeviceNotFound")),
         };
         assert_eq!(refused.exit_code(), EXIT_REFUSED);
         assert!(refused.to_string().contains("404 DeviceNotFound"));
         let failed = CliError::Answer {
             status: 503,
-            hub: iot_common::HubError::default(),
+            hub: iot_common::HubErrorBody::default(),
         };
         assert_eq!(failed.exit_code(), EXIT_HUB_FAILED);
         assert_eq!(CliError::Usage("x".into()).exit_code(), EXIT_USAGE);

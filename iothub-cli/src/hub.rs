@@ -41,7 +41,7 @@ impl Hub {
                 })
             })
             .transpose()?;
-        let mut options = ServiceClientOptions::new().user_agent_suffix("iothub-cli");
+        let mut options = ServiceClientOptions::new().product_info("iothub-cli");
         if let Some(pem) = &ca_pem {
             options = options.trust_ca_pem(pem)?;
         }

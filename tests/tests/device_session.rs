@@ -262,7 +262,7 @@ async fn handlers_get_the_client_and_do_not_keep_it_alive() {
     )
     .await
     .unwrap();
-    let mut call = iot_common::CloudToDeviceMethod::new("report", json!(5));
+    let mut call = iot_common::MethodInvocation::new("report", json!(5));
     call.response_timeout_in_seconds = Some(10);
     let answer = hub.invoke_method("ctx", None, call).await.unwrap();
     assert_eq!(answer.status, 200);

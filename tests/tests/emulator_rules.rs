@@ -391,7 +391,7 @@ async fn mqtt_over_websockets_on_the_https_port() {
         })
         .await
         .unwrap();
-    let mut call = iot_common::CloudToDeviceMethod::new("ping", serde_json::Value::Null);
+    let mut call = iot_common::MethodInvocation::new("ping", serde_json::Value::Null);
     call.response_timeout_in_seconds = Some(10);
     let r = hub.invoke_method("ws", None, call).await.unwrap();
     assert_eq!(r.payload, json!("pong over wss"));

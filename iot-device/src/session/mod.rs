@@ -111,6 +111,8 @@ pub(crate) enum Loss {
     Refused,
     /// CONNACK 1/2: retrying cannot help.
     Permanent,
+    /// The hub's certificate was refused: retrying cannot help until the trust changes.
+    Certificate,
 }
 
 /// Error of [`DeviceSession::submit_telemetry`].
@@ -700,8 +702,10 @@ impl DeviceSession {
         if self.closed {
             return;
         }
-        if loss == Loss::Permanent {
-            return self.close(CloseReason::Unauthorized);
+        match loss {
+            Loss::Permanent => return self.close(CloseReason::Unauthorized),
+            Loss::Certificate => return self.close(CloseReason::Certificate),
+            Loss::Transient | Loss::Refused => {}
         }
         if !self.connected_once && (loss == Loss::Refused || !self.limits.retry_initial_connect) {
             return self.close(if loss == Loss::Refused {
@@ -806,11 +810,8 @@ impl DeviceSession {
     /// A token was signed at `now`, valid for `ttl`; `keep_alive` bounds how late the pump
     /// notices a due renewal (it checks between events).
     pub(crate) fn on_token(&mut self, now: Instant, ttl: Duration, keep_alive: Duration) {
-        let margin = ttl
-            .mul_f64(0.15)
-            .max(keep_alive * 2 + Duration::from_secs(1));
-        let renew_in = ttl.saturating_sub(margin).max(ttl / 2);
-        self.renew_at = Some(now + renew_in);
+        let lead = keep_alive * 2 + Duration::from_secs(1);
+        self.renew_at = Some(now + iot_common::sas::renew_after(ttl, lead));
     }
 
     /// When the session next needs [`Self::handle_timeout`] (the pump instead checks after

@@ -150,6 +150,22 @@ fn first_connect_failure_is_final_unless_retrying() {
 }
 
 #[test]
+fn an_untrusted_certificate_is_final_even_when_retrying() {
+    let mut l = limits();
+    l.retry_initial_connect = true;
+    let mut s = session(l.clone());
+    s.on_connection_lost(Loss::Certificate, 0.0);
+    assert!(actions(&mut s).contains(&Action::Close(CloseReason::Certificate)));
+    let mut s = session(l.clone());
+    s.on_connection_lost(Loss::Refused, 0.0);
+    assert!(actions(&mut s).contains(&Action::Close(CloseReason::Unauthorized)));
+    // After a connection, too: retrying cannot make the certificate trusted.
+    let (mut s, _) = connected(l);
+    s.on_connection_lost(Loss::Certificate, 0.0);
+    assert!(actions(&mut s).contains(&Action::Close(CloseReason::Certificate)));
+}
+
+#[test]
 fn resubscribes_after_reconnect_without_session_first() {
     let (mut s, now) = connected(limits());
     assert_eq!(s.want(sub::METHODS | sub::MESSAGES).map(|_| ()), Some(()));

@@ -6,7 +6,7 @@ use crate::registry::Rights;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use iot_common::CloudToDeviceMethod;
+use iot_common::MethodInvocation;
 use serde_json::Value;
 
 async fn get(state: &AppState, headers: &HeaderMap, id: &str, module: Option<&str>) -> ApiResult {
@@ -41,7 +41,7 @@ async fn invoke(
     body: &Bytes,
 ) -> ApiResult {
     authorize(&state.hub, headers, Rights::SERVICE_CONNECT)?;
-    let request: CloudToDeviceMethod = parse_json(body)?;
+    let request: MethodInvocation = parse_json(body)?;
     let result = state.hub.invoke_method(id, module, request).await?;
     Ok(json(StatusCode::OK, &result, None))
 }
