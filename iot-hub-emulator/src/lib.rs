@@ -5,6 +5,9 @@
 
 mod auth;
 pub mod dev_keys;
+#[allow(dead_code)]
+// Front ends (MQTT, HTTPS device and service APIs) arrive with the hub split (issue 13).
+mod dps;
 mod error;
 mod faults;
 mod http;
