@@ -498,7 +498,7 @@ async fn state_files_holding_keys_are_private() {
         .start()
         .await
         .unwrap();
-    hub.create_device("secretive").unwrap();
+    hub.hub().create_device("secretive").unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
     for entry in std::fs::read_dir(&state).unwrap() {
