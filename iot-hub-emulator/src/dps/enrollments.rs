@@ -2,8 +2,8 @@
 //! etags, server-generated keys, `provisioningStatus`, timestamps.
 
 use super::{Dps, DpsError, MAX_ENROLLMENTS};
-use crate::hub::now_string;
-use crate::identities::etag_matches;
+use crate::clock::now_string;
+use crate::hub::registry::etag_matches;
 use base64::Engine as _;
 use iot_common::Secret;
 use iot_common::provisioning::{RegistrationState, validate_registration_id};

@@ -77,7 +77,7 @@ impl DpsError {
             error_code: Some(self.code),
             tracking_id: Some(uuid::Uuid::new_v4().to_string()),
             message: self.message.clone(),
-            timestamp_utc: Some(crate::hub::now_string()),
+            timestamp_utc: Some(crate::clock::now_string()),
         }
     }
 }
@@ -127,7 +127,7 @@ impl Dps {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DpsState> {
-        crate::hub::lock(&self.state)
+        crate::locks::lock(&self.state)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::enrollments::is_enabled;
 use super::{Dps, DpsError, MAX_OPERATIONS, Provisioner};
-use crate::hub::now_string;
+use crate::clock::now_string;
 use iot_common::provisioning::{
     RegistrationOperation, RegistrationRequest, RegistrationState, RegistrationStatus, Substatus,
     derive_device_key, topics,

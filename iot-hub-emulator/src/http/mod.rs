@@ -1,40 +1,30 @@
 //! The service plane: HTTPS REST with the hub's paths, plus MQTT over WebSockets at
 //! `/$iothub/websocket` on the same port, as the real hub serves both on 443.
 
+//!
+//! Adding an endpoint: its handler goes in the file of its area here (or a new one), one
+//! `.route(..)` line goes in [`router`], and the operation it calls goes in `hub/`.
+
 mod emulator_api;
 mod jobs_api;
 mod not_emulated;
+mod paging;
+mod query_api;
 mod registry_api;
 mod response;
+mod state;
 mod twin_api;
 mod ws;
 
-use crate::hub::Hub;
+pub(crate) use state::{AppState, StreamHandler};
+
 use axum::Router;
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-
-pub(crate) use response::{ApiResult, authorize, parse_json};
-
-/// A JSON answer without an etag.
-pub(crate) fn json_response<T: serde::Serialize>(
-    status: axum::http::StatusCode,
-    body: &T,
-) -> axum::response::Response {
-    response::json(status, body, None)
-}
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-}
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -57,7 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/devices", get(registry_api::list_devices))
         .route("/devices/", get(registry_api::list_devices))
-        .route("/devices/query", post(crate::query_api::query_devices))
+        .route("/devices/query", post(query_api::query_devices))
         .route(
             "/devices/{id}",
             get(registry_api::get_device)

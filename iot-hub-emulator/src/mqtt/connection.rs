@@ -1,10 +1,9 @@
 //! One MQTT connection: CONNECT and authentication, then packets in and hub messages out, in a
 //! single task that owns the socket.
 
-use crate::auth::DeviceIdentity;
-use crate::hub::{
-    C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, now_string, sub, unix_now,
-};
+use crate::clock::{now_string, unix_now};
+use crate::hub::auth::DeviceIdentity;
+use crate::hub::{C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, sub};
 use bytes::{Bytes, BytesMut};
 use iot_common::topic::{self, DeviceTopic, Subscription};
 use rumqttc::mqttbytes::{Error as CodecError, Protocol};
@@ -380,7 +379,7 @@ impl Connection {
                     self.must_commit = true;
                 }
                 self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
-                self.hub.session_changed.notify_waiters();
+                self.hub.sessions.changed.notify_waiters();
                 self.pull_c2d();
                 Flow::Continue
             }

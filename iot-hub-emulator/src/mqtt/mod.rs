@@ -1,9 +1,6 @@
 //! The MQTT device plane: TLS (and optional plain TCP) listeners, one task per connection.
 
-mod close_signal;
 mod connection;
-
-pub(crate) use close_signal::CloseSignal;
 
 pub(crate) use connection::serve;
 

@@ -1,7 +1,8 @@
 //! The identity registry as stored: devices, modules, their twins, and the shared access
 //! policies. This is what `--state DIR` persists.
 
-use crate::twin_state::TwinState;
+use super::persistence::{Kind, Loaded, Write};
+use super::twin_state::TwinState;
 use base64::Engine as _;
 use iot_common::Secret;
 use iot_common::registry::{Device, Module, SymmetricKey};
@@ -180,8 +181,7 @@ impl Registry {
     }
 
     /// The changes since the last call, as store rows.
-    pub(crate) fn take_changes(&mut self) -> Vec<crate::store::Write> {
-        use crate::store::Kind;
+    pub(crate) fn take_changes(&mut self) -> Vec<Write> {
         let changes = std::mem::take(&mut self.changes.devices);
         let mut out = Vec::with_capacity(changes.len() + 2);
         for id in changes {
@@ -206,10 +206,7 @@ impl Registry {
     }
 
     /// A registry from the store's rows.
-    pub(crate) fn from_rows(
-        loaded: &mut crate::store::Loaded,
-    ) -> Result<Self, (String, serde_json::Error)> {
-        use crate::store::Kind;
+    pub(crate) fn from_rows(loaded: &mut Loaded) -> Result<Self, (String, serde_json::Error)> {
         let mut reg = Self::default();
         for (id, v) in loaded.take(Kind::Device) {
             let rec = serde_json::from_slice(&v).map_err(|e| (format!("device {id}"), e))?;
@@ -261,4 +258,15 @@ pub(crate) fn keys_of(keys: Option<&SymmetricKey>) -> Vec<Secret> {
             .collect()
     })
     .unwrap_or_default()
+}
+
+/// `true` when `If-Match` is absent or a wildcard, or names `current` (quotes and `W/` ignored).
+pub(crate) fn etag_matches(if_match: Option<&str>, current: &str) -> bool {
+    match if_match.map(str::trim) {
+        None | Some("") | Some("*") | Some("\"*\"") => true,
+        Some(tag) => {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag.trim_matches('"') == current
+        }
+    }
 }
