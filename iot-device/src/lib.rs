@@ -11,6 +11,7 @@ mod inner;
 mod message;
 mod methods;
 mod options;
+pub mod provisioning;
 mod session;
 mod status;
 mod tls;
@@ -19,7 +20,7 @@ mod twin;
 pub use client::{DeviceClient, MAX_TELEMETRY_BYTES, WeakDeviceClient};
 pub use error::{Error, ErrorKind, Result};
 pub use iot_common::{
-    MessageProperties, MethodRequest, MethodResponse, TwinCollection, TwinProperties,
+    MessageProperties, MethodRequest, MethodResponse, Secret, TwinCollection, TwinProperties,
 };
 pub use message::{C2dMessage, C2dMessages, Message};
 pub use methods::{BoxFuture, IncomingMethod, MethodError, MethodHandler, MethodRequests};

@@ -42,6 +42,8 @@ pub struct EmulatorBuilder {
     policy_key: Option<Secret>,
     devices: Vec<(String, Option<Secret>)>,
     token_grace: Duration,
+    id_scope: String,
+    dps_retry_after: u64,
     telemetry_capacity: usize,
     telemetry_max_bytes: usize,
     http_idle_timeout: Duration,
@@ -62,6 +64,8 @@ impl Default for EmulatorBuilder {
             policy_key: None,
             devices: Vec::new(),
             token_grace: Duration::ZERO,
+            id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
+            dps_retry_after: 1,
             telemetry_capacity: 10_000,
             telemetry_max_bytes: limits::TELEMETRY_MAX_BYTES,
             http_idle_timeout: limits::HTTP_IDLE_TIMEOUT,
@@ -138,6 +142,21 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The ID scope of the emulator's Device Provisioning Service (default
+    /// [`DEV_ID_SCOPE`](crate::dev_keys::DEV_ID_SCOPE)). Devices register under it on the
+    /// emulator's own MQTT and HTTPS ports and are assigned to this hub.
+    pub fn id_scope(mut self, scope: impl Into<String>) -> Self {
+        self.id_scope = scope.into();
+        self
+    }
+
+    /// The `retry-after` DPS sends with its first `assigning` answer (default 1 s). Tests of
+    /// clients that honour it can set 0; the official Python SDK waits 2 s whatever it says.
+    pub fn dps_retry_after(mut self, retry_after: Duration) -> Self {
+        self.dps_retry_after = retry_after.as_secs();
+        self
+    }
+
     /// How long a connection may outlive its token's expiry (default 0).
     pub fn token_grace(mut self, grace: Duration) -> Self {
         self.token_grace = grace;
@@ -184,6 +203,8 @@ impl EmulatorBuilder {
                 telemetry_capacity: self.telemetry_capacity,
                 telemetry_max_bytes: self.telemetry_max_bytes,
                 refuse_well_known: !loopback,
+                id_scope: self.id_scope.clone(),
+                dps_retry_after: self.dps_retry_after,
             },
             state_dir: self.state_dir.clone(),
             seed_file: self.seed_file.clone(),

@@ -29,6 +29,10 @@ impl Endpoints {
         }
     }
 
+    pub(crate) fn provisioning_endpoint(&self, hub: &Hub) -> String {
+        endpoint(self.dial_host(hub), self.mqtt.port(), 8883)
+    }
+
     pub(crate) fn https_url(&self, hub: &Hub) -> String {
         format!("https://{}:{}", self.dial_host(hub), self.https.port())
     }

@@ -32,6 +32,8 @@ impl Harness {
                 telemetry_capacity: 100,
                 telemetry_max_bytes: 1024 * 1024,
                 refuse_well_known: false,
+                id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
+                dps_retry_after: 0,
             },
             state_dir: None,
             seed_file: None,

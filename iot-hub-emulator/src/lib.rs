@@ -11,8 +11,6 @@ mod builder;
 mod clock;
 mod control;
 pub mod dev_keys;
-#[allow(dead_code)]
-// Front ends (MQTT, HTTPS device and service APIs) are being wired in (issue 16).
 mod dps;
 mod endpoints;
 mod error;

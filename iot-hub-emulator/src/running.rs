@@ -83,6 +83,24 @@ impl RunningEmulator {
             .unwrap_or_default()
     }
 
+    /// The ID scope of the emulator's Device Provisioning Service.
+    pub fn id_scope(&self) -> &str {
+        self.hub.dps.id_scope()
+    }
+
+    /// Where devices register with the emulator's DPS: `host[:port]` of the MQTT listener
+    /// (the same listener serves the hub; the CONNECT user name tells them apart).
+    pub fn provisioning_endpoint(&self) -> String {
+        self.endpoints.provisioning_endpoint(&self.hub)
+    }
+
+    /// The DPS enrollment service connection string (`provisioningserviceowner`), on the
+    /// HTTPS port.
+    pub fn provisioning_service_connection_string(&self) -> String {
+        self.policy_connection_string("provisioningserviceowner")
+            .unwrap_or_default()
+    }
+
     /// The connection string of a registered device (MQTT over TLS).
     pub fn device_connection_string(&self, device_id: &str) -> Option<String> {
         self.endpoints

@@ -178,6 +178,13 @@ impl RegistrationFlow {
         }
     }
 
+    /// When the whole registration times out. A transport that is not ready to send yet (not
+    /// connected or not subscribed) waits for this rather than [`poll_timeout`](Self::poll_timeout),
+    /// which may already be due.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Ends the registration with [`ProvisioningError::Timeout`] when an answer or the whole
     /// registration is overdue at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -10,12 +10,14 @@
 //! - [`RegistrationFlow`]: the register-then-poll exchange as a state machine with time
 //!   passed in, so that retry-after, throttling and timeouts are tested without a clock.
 
+mod enrollment;
 mod error;
 mod flow;
 mod keys;
 mod model;
 pub mod topics;
 
+pub use enrollment::{Attestation, AttestationType, EnrollmentGroup, IndividualEnrollment};
 pub use error::ProvisioningError;
 pub use flow::{FlowOptions, Outgoing, RegistrationFlow, RequestKind};
 pub use keys::{derive_device_key, validate_registration_id};

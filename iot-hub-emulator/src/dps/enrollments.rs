@@ -6,71 +6,11 @@ use crate::clock::now_string;
 use crate::hub::registry::etag_matches;
 use base64::Engine as _;
 use iot_common::Secret;
-use iot_common::provisioning::{RegistrationState, validate_registration_id};
+use iot_common::provisioning::{
+    Attestation, AttestationType, EnrollmentGroup, IndividualEnrollment, RegistrationState,
+    validate_registration_id,
+};
 use iot_common::registry::SymmetricKey;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-
-/// How a device proves who it is. TPM is not emulated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Attestation {
-    #[serde(rename = "type")]
-    pub(crate) kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) symmetric_key: Option<SymmetricKey>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) x509: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) tpm: Option<Value>,
-}
-
-/// An individual enrollment: one registration id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct IndividualEnrollment {
-    #[serde(default)]
-    pub(crate) registration_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) device_id: Option<String>,
-    pub(crate) attestation: Attestation,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) initial_twin: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) provisioning_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) etag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) created_date_time_utc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) last_updated_date_time_utc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) registration_state: Option<RegistrationState>,
-    /// Fields the emulator keeps but does not act on (allocation policy, hubs, capabilities…).
-    #[serde(flatten)]
-    pub(crate) extra: Map<String, Value>,
-}
-
-/// An enrollment group: every registration id whose credential derives from the group's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct EnrollmentGroup {
-    #[serde(default)]
-    pub(crate) enrollment_group_id: String,
-    pub(crate) attestation: Attestation,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) initial_twin: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) provisioning_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) etag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) created_date_time_utc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) last_updated_date_time_utc: Option<String>,
-    #[serde(flatten)]
-    pub(crate) extra: Map<String, Value>,
-}
 
 pub(crate) fn is_enabled(status: Option<&str>) -> bool {
     status.is_none_or(|s| s.eq_ignore_ascii_case("enabled"))
@@ -84,8 +24,8 @@ fn generate_key() -> Secret {
 
 /// Checks the attestation and fills in the keys DPS generates when none are given.
 fn prepare_attestation(a: &mut Attestation) -> Result<(), DpsError> {
-    match a.kind.as_str() {
-        "symmetricKey" => {
+    match a.kind {
+        AttestationType::SymmetricKey => {
             let keys = a.symmetric_key.get_or_insert_with(SymmetricKey::default);
             for slot in [&mut keys.primary_key, &mut keys.secondary_key] {
                 match slot {
@@ -101,16 +41,13 @@ fn prepare_attestation(a: &mut Attestation) -> Result<(), DpsError> {
             }
             Ok(())
         }
-        "x509" if a.x509.is_some() => Ok(()),
-        "x509" => Err(DpsError::bad_request(
+        AttestationType::X509 if a.x509.is_some() => Ok(()),
+        AttestationType::X509 => Err(DpsError::bad_request(
             "An x509 attestation needs an `x509` object.",
         )),
-        "tpm" => Err(DpsError::bad_request(
+        AttestationType::Tpm => Err(DpsError::bad_request(
             "TPM attestation is not supported by the emulator.",
         )),
-        other => Err(DpsError::bad_request(format!(
-            "Unknown attestation type `{other}`."
-        ))),
     }
 }
 

@@ -10,10 +10,7 @@ mod register;
 #[cfg(test)]
 mod tests;
 
-// Used by the front ends once they land (issue 13 reshapes them); the tests use them now.
-#[cfg_attr(not(test), allow(unused_imports))]
-pub(crate) use enrollments::{EnrollmentGroup, IndividualEnrollment};
-#[cfg_attr(not(test), allow(unused_imports))]
+pub(crate) use iot_common::provisioning::{EnrollmentGroup, IndividualEnrollment};
 pub(crate) use register::{Attestor, ProvisionedDevice};
 
 use iot_common::provisioning::ServiceErrorBody;
@@ -87,6 +84,7 @@ impl DpsError {
 pub(crate) struct Dps {
     id_scope: String,
     hub_host: String,
+    retry_after: u64,
     state: Mutex<DpsState>,
 }
 
@@ -113,10 +111,15 @@ impl DpsState {
 impl Dps {
     /// A DPS for `id_scope` that assigns devices to the hub `hub_host` (the host name devices
     /// dial, as it appears in the hub's connection string).
-    pub(crate) fn new(id_scope: impl Into<String>, hub_host: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        id_scope: impl Into<String>,
+        hub_host: impl Into<String>,
+        retry_after: u64,
+    ) -> Self {
         Self {
             id_scope: id_scope.into(),
             hub_host: hub_host.into(),
+            retry_after,
             state: Mutex::new(DpsState::default()),
         }
     }
@@ -126,12 +129,12 @@ impl Dps {
         &self.id_scope
     }
 
+    /// The `retry-after` of the first `assigning` answer, in seconds.
+    pub(crate) fn retry_after(&self) -> u64 {
+        self.retry_after
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, DpsState> {
         crate::locks::lock(&self.state)
     }
-}
-
-/// A fresh ID scope: `0ne` and 8 upper-case hex digits, as DPS hands them out.
-pub(crate) fn generate_id_scope() -> String {
-    format!("0ne{:08X}", rand::random::<u32>())
 }

@@ -5,6 +5,7 @@
 //! Adding an endpoint: its handler goes in the file of its area here (or a new one), one
 //! `.route(..)` line goes in [`router`], and the operation it calls goes in `hub/`.
 
+mod dps_api;
 mod emulator_api;
 mod jobs_api;
 mod not_emulated;
@@ -70,6 +71,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
         .route("/$iothub/websocket", get(ws::upgrade))
+        .merge(dps_api::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rest_faults,

@@ -29,6 +29,7 @@ mod job_store;
 pub(crate) mod jobs;
 mod methods;
 pub(crate) mod persistence;
+mod provisioning;
 mod query;
 pub(crate) mod registry;
 mod session_store;
@@ -65,6 +66,10 @@ pub(crate) struct HubOptions {
     pub(crate) telemetry_max_bytes: usize,
     /// Set on non-loopback binds: tokens signed with a well-known development key are refused.
     pub(crate) refuse_well_known: bool,
+    /// The ID scope of the emulator's DPS.
+    pub(crate) id_scope: String,
+    /// The `retry-after` (seconds) of DPS's first `assigning` answer.
+    pub(crate) dps_retry_after: u64,
 }
 
 /// What `--state` (or nothing) gives the hub at start-up.
@@ -87,6 +92,8 @@ pub(crate) struct Hub {
     jobs: Mutex<JobStore>,
     persistence: Persistence,
     pub(crate) faults: FaultState,
+    /// The Device Provisioning Service, which assigns devices to this hub.
+    pub(crate) dps: crate::dps::Dps,
     next_rid: AtomicU64,
 }
 
@@ -96,14 +103,19 @@ impl Hub {
         persistence.attach_fault(faults.state_write_failures());
         Self {
             telemetry: Telemetry::new(options.telemetry_capacity, options.telemetry_max_bytes),
-            options,
             registry: Mutex::new(state.registry),
             sessions: Sessions::new(state.persistent_sessions),
             c2d: C2dQueues::new(state.c2d),
             jobs: Mutex::new(state.jobs),
             persistence,
             faults,
+            dps: crate::dps::Dps::new(
+                options.id_scope.clone(),
+                options.host_name.clone(),
+                options.dps_retry_after,
+            ),
             next_rid: AtomicU64::new(1),
+            options,
         }
     }
 

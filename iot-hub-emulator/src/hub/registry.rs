@@ -25,8 +25,11 @@ impl Rights {
     pub const SERVICE_CONNECT: Self = Self(4);
     /// Device-facing endpoints.
     pub const DEVICE_CONNECT: Self = Self(8);
-    /// Everything (`iothubowner`).
+    /// Everything on the hub (`iothubowner`).
     pub const ALL: Self = Self(15);
+    /// The Device Provisioning Service's enrollment API (`provisioningserviceowner`): a
+    /// separate service, so `iothubowner` does not hold it.
+    pub const PROVISIONING: Self = Self(16);
 
     /// Both sets of rights.
     pub const fn union(self, other: Self) -> Self {
@@ -48,9 +51,10 @@ pub(crate) struct Policy {
 }
 
 /// The default policies of a new hub.
-pub(crate) fn default_policies() -> [(&'static str, Rights); 5] {
+pub(crate) fn default_policies() -> [(&'static str, Rights); 6] {
     [
         ("iothubowner", Rights::ALL),
+        ("provisioningserviceowner", Rights::PROVISIONING),
         ("service", Rights::SERVICE_CONNECT),
         ("device", Rights::DEVICE_CONNECT),
         ("registryRead", Rights::REGISTRY_READ),

@@ -1,6 +1,7 @@
 //! The MQTT device plane: TLS (and optional plain TCP) listeners, one task per connection.
 
 mod connection;
+mod dps;
 
 pub(crate) use connection::serve;
 
