@@ -97,13 +97,15 @@ if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-qu
 
 # The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
 if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
-  checks=$((checks + 3))
+  checks=$((checks + 4))
   export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_CERT"
   run "node device + node service" timeout 120 node "$here/node/tutorial_check.js" both
   pairing "node device + rust service" "device ready" TERM node_device \
     timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
   pairing "rust device + node service" "waiting for rebootDevice" INT rs_device \
     timeout 120 node "$here/node/tutorial_check.js" service
+  run "node provisioning device (MQTT, HTTPS) + provisioning service + device" \
+    timeout 180 node "$here/node/dps_check.js"
 else
   echo "== node SDK checks skipped: node or npm not installed"
 fi
