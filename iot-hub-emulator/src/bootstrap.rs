@@ -100,11 +100,17 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
                 let c2d = C2dMessage::from_rows(loaded.take(Kind::C2d))?;
                 let jobs =
                     JobStore::from_rows(loaded.take(Kind::Job), loaded.take(Kind::JobDevice))?;
+                let dps = crate::dps::DpsRows::from_rows(
+                    loaded.take(Kind::Enrollment),
+                    loaded.take(Kind::EnrollmentGroup),
+                    loaded.take(Kind::Registration),
+                )?;
                 Ok(HubState {
                     registry,
                     persistent_sessions,
                     c2d,
                     jobs,
+                    dps,
                 })
             }),
     };

@@ -300,3 +300,86 @@ async fn the_enrollment_api_keeps_etags_and_pages() {
         ErrorKind::Unauthorized
     );
 }
+
+#[tokio::test]
+async fn enrollments_and_registrations_survive_a_restart_with_state() {
+    let dir = std::env::temp_dir().join(format!("dps-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start_with_state = || async {
+        let emu = Emulator::builder()
+            .dps_retry_after(Duration::ZERO)
+            .state_dir(&dir)
+            .start()
+            .await
+            .unwrap();
+        let enrollments = ProvisioningServiceClient::from_connection_string(
+            &emu.provisioning_service_connection_string(),
+            ServiceClientOptions::new()
+                .trust_ca_pem(emu.ca_pem())
+                .unwrap(),
+        )
+        .unwrap();
+        let service = ServiceClient::from_connection_string(
+            &emu.service_connection_string(),
+            ServiceClientOptions::new()
+                .trust_ca_pem(emu.ca_pem())
+                .unwrap(),
+        )
+        .unwrap();
+        Dps {
+            emu,
+            enrollments,
+            service,
+        }
+    };
+    let first = start_with_state().await;
+    let key = first.group("kept").await;
+    let derived = derive_device_key(&key, "kept-1").unwrap();
+    first
+        .client("kept-1", derived.clone())
+        .register()
+        .await
+        .unwrap();
+    let etag = first
+        .enrollments
+        .get_enrollment_group("kept")
+        .await
+        .unwrap()
+        .etag;
+    first.emu.shutdown().await.unwrap();
+
+    let second = start_with_state().await;
+    let group = second
+        .enrollments
+        .get_enrollment_group("kept")
+        .await
+        .unwrap();
+    assert_eq!(group.etag, etag);
+    let state = second
+        .enrollments
+        .get_registration_state("kept-1")
+        .await
+        .unwrap();
+    assert_eq!(state.device_id.as_deref(), Some("kept-1"));
+    assert_eq!(
+        second
+            .enrollments
+            .query_group_registrations("kept")
+            .collect_all()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A new document after the restart gets an etag no earlier one had.
+    let fresh = second
+        .enrollments
+        .create_or_update_enrollment(&IndividualEnrollment::with_symmetric_key("fresh"))
+        .await
+        .unwrap();
+    assert_ne!(fresh.etag, etag);
+    let again = second.client("kept-1", derived).register().await.unwrap();
+    again.connect().await.unwrap().close().await.unwrap();
+    second.emu.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 
 use super::{Dps, DpsError, MAX_ENROLLMENTS};
 use crate::clock::now_string;
+use crate::hub::persistence::Kind;
 use crate::hub::registry::etag_matches;
 use base64::Engine as _;
 use iot_common::Secret;
@@ -117,6 +118,7 @@ impl Dps {
         doc.last_updated_date_time_utc = Some(now);
         doc.etag = Some(s.next_etag());
         s.individual.insert(id.to_owned(), doc.clone());
+        s.touch(Kind::Enrollment, id);
         Ok(doc)
     }
 
@@ -142,6 +144,7 @@ impl Dps {
             .ok_or_else(|| DpsError::not_found("Enrollment"))?;
         check_if_match(old.etag.as_deref(), if_match)?;
         s.individual.remove(id);
+        s.touch(Kind::Enrollment, id);
         Ok(())
     }
 
@@ -186,6 +189,7 @@ impl Dps {
         doc.last_updated_date_time_utc = Some(now);
         doc.etag = Some(s.next_etag());
         s.groups.insert(id.to_owned(), doc.clone());
+        s.touch(Kind::EnrollmentGroup, id);
         Ok(doc)
     }
 
@@ -207,6 +211,7 @@ impl Dps {
             .ok_or_else(|| DpsError::not_found("Enrollment group"))?;
         check_if_match(old.etag.as_deref(), if_match)?;
         s.groups.remove(id);
+        s.touch(Kind::EnrollmentGroup, id);
         Ok(())
     }
 
@@ -238,8 +243,11 @@ impl Dps {
             .ok_or_else(|| DpsError::not_found("Registration"))?;
         check_if_match(old.etag.as_deref(), if_match)?;
         s.registrations.remove(id);
+        s.group_of.remove(id);
+        s.touch(Kind::Registration, id);
         if let Some(e) = s.individual.get_mut(id) {
             e.registration_state = None;
+            s.touch(Kind::Enrollment, id);
         }
         Ok(())
     }

@@ -6,11 +6,13 @@
 //! and the hub core do not know each other's insides.
 
 mod enrollments;
+mod persist;
 mod register;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use iot_common::provisioning::{EnrollmentGroup, IndividualEnrollment};
+pub(crate) use persist::DpsRows;
 pub(crate) use register::{Attestor, ProvisionedDevice};
 
 use iot_common::provisioning::ServiceErrorBody;
@@ -99,6 +101,9 @@ struct DpsState {
     /// Finished operations by id, oldest first, for polls.
     operations: VecDeque<(String, iot_common::provisioning::RegistrationOperation)>,
     etag_seq: u64,
+    /// `--state` is on: changed rows are remembered until the hub takes them.
+    track: bool,
+    dirty: std::collections::BTreeSet<(crate::hub::persistence::Kind, String)>,
 }
 
 impl DpsState {

@@ -3,6 +3,7 @@
 use super::enrollments::is_enabled;
 use super::{Dps, DpsError, MAX_OPERATIONS, Provisioner};
 use crate::clock::now_string;
+use crate::hub::persistence::Kind;
 use iot_common::provisioning::{
     RegistrationOperation, RegistrationRequest, RegistrationState, RegistrationStatus, Substatus,
     derive_device_key, topics,
@@ -222,6 +223,7 @@ impl Dps {
         if state.status == Some(RegistrationStatus::Assigned) {
             s.registrations
                 .insert(registration_id.to_owned(), state.clone());
+            s.touch(Kind::Registration, registration_id);
             match group_id {
                 Some(g) => {
                     s.group_of.insert(registration_id.to_owned(), g);
@@ -230,6 +232,7 @@ impl Dps {
                     s.group_of.remove(registration_id);
                     if let Some(e) = s.individual.get_mut(registration_id) {
                         e.registration_state = Some(state);
+                        s.touch(Kind::Enrollment, registration_id);
                     }
                 }
             }

@@ -120,6 +120,7 @@ async fn register(
     let who = device_auth(&s, &scope, &rid, &h)?;
     let request: RegistrationRequest = body(&b)?;
     let op = s.hub.dps.register(&who, &request, s.hub.as_ref())?;
+    s.hub.mark_dirty();
     if op.status != RegistrationStatus::Assigning {
         return Ok(answer(StatusCode::OK, &op));
     }
@@ -149,6 +150,7 @@ async fn put_enrollment(
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
     let e = s.hub.dps.put_enrollment(&id, body(&b)?, if_match(&h))?;
+    s.hub.mark_dirty();
     Ok(with_etag(answer(StatusCode::OK, &e), e.etag.as_deref()))
 }
 
@@ -169,6 +171,7 @@ async fn delete_enrollment(
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
     s.hub.dps.delete_enrollment(&id, if_match(&h))?;
+    s.hub.mark_dirty();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -240,6 +243,7 @@ async fn bulk_enrollments(
             );
         }
     }
+    s.hub.mark_dirty();
     Ok(answer(
         StatusCode::OK,
         &json!({"isSuccessful": errors.is_empty(), "errors": errors}),
@@ -255,6 +259,7 @@ async fn put_group(
     service_auth(&s, &h)?;
     let g: EnrollmentGroup = body(&b)?;
     let g = s.hub.dps.put_group(&id, g, if_match(&h))?;
+    s.hub.mark_dirty();
     Ok(with_etag(answer(StatusCode::OK, &g), g.etag.as_deref()))
 }
 
@@ -275,6 +280,7 @@ async fn delete_group(
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
     s.hub.dps.delete_group(&id, if_match(&h))?;
+    s.hub.mark_dirty();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -309,6 +315,7 @@ async fn delete_registration(
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
     s.hub.dps.delete_registration(&id, if_match(&h))?;
+    s.hub.mark_dirty();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

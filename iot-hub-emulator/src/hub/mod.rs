@@ -79,6 +79,8 @@ pub(crate) struct HubState {
     pub(crate) persistent_sessions: HashMap<String, u8>,
     pub(crate) c2d: HashMap<String, VecDeque<C2dMessage>>,
     pub(crate) jobs: JobStore,
+    /// The DPS's enrollments and registrations.
+    pub(crate) dps: crate::dps::DpsRows,
 }
 
 /// The hub.
@@ -101,6 +103,7 @@ impl Hub {
     pub(crate) fn new(options: HubOptions, state: HubState, persistence: Persistence) -> Self {
         let faults = FaultState::default();
         persistence.attach_fault(faults.state_write_failures());
+        let durable = persistence.is_durable();
         Self {
             telemetry: Telemetry::new(options.telemetry_capacity, options.telemetry_max_bytes),
             registry: Mutex::new(state.registry),
@@ -113,7 +116,8 @@ impl Hub {
                 options.id_scope.clone(),
                 options.host_name.clone(),
                 options.dps_retry_after,
-            ),
+            )
+            .restored(state.dps, durable),
             next_rid: AtomicU64::new(1),
             options,
         }
@@ -135,7 +139,10 @@ impl Hub {
             return 0;
         }
         let mut reg = lock(&self.registry);
-        let writes = reg.take_changes();
+        let mut writes = reg.take_changes();
+        // Taken under the registry's lock: DPS never holds its own lock while calling the hub,
+        // so this order cannot deadlock.
+        writes.extend(self.dps.take_changes());
         self.persistence.enqueue(writes)
     }
 

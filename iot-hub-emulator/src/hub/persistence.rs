@@ -49,6 +49,12 @@ pub(crate) enum Kind {
     Job,
     /// One device's row of a job (`job/index`).
     JobDevice,
+    /// A DPS individual enrollment.
+    Enrollment,
+    /// A DPS enrollment group.
+    EnrollmentGroup,
+    /// A DPS registration state (and the group it came through).
+    Registration,
 }
 
 impl Kind {
@@ -61,6 +67,9 @@ impl Kind {
             Self::C2d => "c2d",
             Self::Job => "job",
             Self::JobDevice => "jobDevice",
+            Self::Enrollment => "enrollment",
+            Self::EnrollmentGroup => "enrollmentGroup",
+            Self::Registration => "registration",
         }
     }
 
@@ -73,6 +82,9 @@ impl Kind {
             Self::C2d,
             Self::Job,
             Self::JobDevice,
+            Self::Enrollment,
+            Self::EnrollmentGroup,
+            Self::Registration,
         ]
         .into_iter()
         .find(|k| k.name() == s)

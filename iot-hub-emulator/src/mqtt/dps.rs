@@ -194,7 +194,8 @@ async fn answer(
             match hub.dps.register(attestor, &request, hub.as_ref()) {
                 Ok(op) => {
                     // "assigning" promises the device exists: it is committed first.
-                    if let Err(e) = hub.wait_durable(hub.durable_seq()).await {
+                    let seq = hub.mark_dirty().max(hub.durable_seq());
+                    if let Err(e) = hub.wait_durable(seq).await {
                         return refused(rid, DpsError::new(500, 500000, e.message));
                     }
                     operation_answer(rid, op, Some(hub.dps.retry_after()))
