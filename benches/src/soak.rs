@@ -131,7 +131,8 @@ pub async fn run(cfg: SoakConfig) -> Result<SoakReport, Box<dyn std::error::Erro
     for i in 0..cfg.devices {
         let id = format!("soak-{i}");
         let d =
-            DeviceClient::from_connection_string(&hub.create_device(&id)?, options.clone()).await?;
+            DeviceClient::from_connection_string(&hub.hub().create_device(&id)?, options.clone())
+                .await?;
         d.on_method("work", |v: Value| async move {
             Ok::<_, MethodError>(json!({ "echo": v }))
         })
@@ -244,9 +245,9 @@ pub async fn run(cfg: SoakConfig) -> Result<SoakReport, Box<dyn std::error::Erro
     }
     tasks.join_all().await;
     report.faults_fired = faults.await.unwrap_or(0);
-    hub.set_faults(&quiet());
+    hub.faults().set(&quiet());
     report.seconds = started.elapsed().as_secs_f64();
-    report.fault_events = hub.faults_fired();
+    report.fault_events = hub.faults().fired();
     report.rss_start_kb = rss_samples.get(rss_samples.len() / 4).copied().unwrap_or(0);
 
     // Let every client reconnect and resync, then check the books.
@@ -355,10 +356,11 @@ async fn fire_faults(
         let mut f = quiet();
         match round % 7 {
             0 => {
-                hub.disconnect(&format!("soak-{}", rand::random_range(0..devices)), None);
+                hub.hub()
+                    .disconnect(&format!("soak-{}", rand::random_range(0..devices)), None);
             }
             1 => {
-                hub.disconnect_all();
+                hub.hub().disconnect_all();
             }
             2 => f.refuse_connections_secs = Some(1),
             3 => f.throttle_mqtt = Some(3),
@@ -369,7 +371,7 @@ async fn fire_faults(
             5 => f.method_delay_ms = Some(300),
             _ => f.connection_lifetime_secs = Some(2),
         }
-        hub.set_faults(&f);
+        hub.faults().set(&f);
         round += 1;
     }
     round as u64

@@ -11,7 +11,7 @@ use serde_json::json;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Emulator::builder().start().await?;
     let device = DeviceClient::from_connection_string(
-        &hub.create_device("thermostat")?,
+        &hub.hub().create_device("thermostat")?,
         DeviceClientOptions::new().trust_ca_pem(hub.ca_pem())?,
     )
     .await?;
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("device: reported, reported version {v}");
 
-    hub.disconnect("thermostat", None);
+    hub.hub().disconnect("thermostat", None);
     service
         .update_twin(
             "thermostat",

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut devices = Vec::new();
     for (id, fw) in [("old-1", 1.2), ("old-2", 1.9), ("new-1", 2.1)] {
         let d = DeviceClient::from_connection_string(
-            &hub.create_device(id)?,
+            &hub.hub().create_device(id)?,
             DeviceClientOptions::new().trust_ca_pem(hub.ca_pem())?,
         )
         .await?;

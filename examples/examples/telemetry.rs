@@ -7,7 +7,7 @@ use iot_hub_emulator::Emulator;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Emulator::builder().start().await?;
-    let cs = hub.create_device("sensor-1")?;
+    let cs = hub.hub().create_device("sensor-1")?;
     let device = DeviceClient::from_connection_string(
         &cs,
         DeviceClientOptions::new().trust_ca_pem(hub.ca_pem())?,
@@ -21,14 +21,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         device.send_telemetry(msg).await?;
         println!("sent reading-{i} (acknowledged by the hub)");
     }
-    for r in hub.telemetry(Some("sensor-1")) {
+    for r in hub.hub().telemetry(Some("sensor-1")) {
         println!(
             "hub received {:?}: {}",
             r.properties.message_id,
             r.body_str().unwrap_or("(binary)")
         );
     }
-    hub.send_c2d(
+    hub.hub().send_c2d(
         "sensor-1",
         "calibrate",
         MessageProperties::new().property("priority", "high"),

@@ -6,6 +6,9 @@
 //! | `IOTHUB_DEVICE_CONNECTION_STRING` | device connection string | emulator `myDevice` on `localhost:8883` |
 //! | `IOTHUB_DEVICE_ID` | the device the service app targets | the device string's `DeviceId`, else `myDevice` |
 //! | `IOTHUB_CA_CERT` | extra CA to trust (PEM file) | the emulator's `$HOME/.iot-hub-emulator/certs/ca.pem` if present |
+//! | `IOTHUB_DPS_ID_SCOPE` | DPS ID scope | the emulator's development scope |
+//! | `IOTHUB_DPS_ENDPOINT` | DPS device endpoint, `host[:port]` | the emulator on `localhost:8883` |
+//! | `IOTHUB_DPS_CONNECTION_STRING` | DPS enrollment service connection string | emulator `provisioningserviceowner` on `localhost:8443` |
 //!
 //! Set them to a real hub's values and the examples run against Azure unchanged.
 
@@ -34,6 +37,26 @@ pub fn service_connection_string() -> String {
     var("IOTHUB_CONNECTION_STRING").unwrap_or_else(|| {
         format!(
             "HostName=localhost:8443;SharedAccessKeyName=iothubowner;SharedAccessKey={}",
+            dev_keys::DEV_POLICY_PRIMARY_KEY
+        )
+    })
+}
+
+/// `IOTHUB_DPS_ID_SCOPE`, or the emulator's development scope.
+pub fn dps_id_scope() -> String {
+    var("IOTHUB_DPS_ID_SCOPE").unwrap_or_else(|| dev_keys::DEV_ID_SCOPE.to_owned())
+}
+
+/// `IOTHUB_DPS_ENDPOINT`, or the emulator (`localhost`, port 8883).
+pub fn dps_endpoint() -> String {
+    var("IOTHUB_DPS_ENDPOINT").unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `IOTHUB_DPS_CONNECTION_STRING`, or the emulator's development `provisioningserviceowner`.
+pub fn dps_connection_string() -> String {
+    var("IOTHUB_DPS_CONNECTION_STRING").unwrap_or_else(|| {
+        format!(
+            "HostName=localhost:8443;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={}",
             dev_keys::DEV_POLICY_PRIMARY_KEY
         )
     })

@@ -12,10 +12,12 @@ pub mod job;
 pub mod method;
 pub mod mqtt;
 pub mod properties;
+pub mod provisioning;
 pub mod registry;
 pub mod sas;
 mod secret;
 pub mod status;
+mod thumbprint;
 mod timestamp;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
@@ -34,6 +36,7 @@ pub use properties::{MessageProperties, PropertyError};
 pub use sas::{SasError, SasToken};
 pub use secret::Secret;
 pub use status::{ErrorCode, HubErrorBody};
+pub use thumbprint::{Thumbprint, ThumbprintError};
 pub use timestamp::{Timestamp, TimestampError};
 pub use topic::TopicError;
 pub use twin::{Twin, TwinCollection, TwinError, TwinProperties};

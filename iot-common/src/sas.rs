@@ -55,7 +55,7 @@ pub struct SasToken {
     wire: Secret,
 }
 
-fn hmac(key: &Secret) -> Result<Hmac<Sha256>, SasError> {
+pub(crate) fn hmac(key: &Secret) -> Result<Hmac<Sha256>, SasError> {
     let key = base64::engine::general_purpose::STANDARD
         .decode(key.expose().trim())
         .map_err(|_| SasError::InvalidKey)?;

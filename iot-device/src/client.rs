@@ -89,7 +89,7 @@ impl std::fmt::Debug for DeviceClient {
     }
 }
 
-fn split_host_port(endpoint: &str, default: u16) -> (String, u16) {
+pub(crate) fn split_host_port(endpoint: &str, default: u16) -> (String, u16) {
     match endpoint.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (
             h.trim_matches(['[', ']']).to_owned(),

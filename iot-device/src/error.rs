@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Closed,
     /// The offline telemetry queue was full; retry later or raise its bounds.
     QueueFull,
+    /// The Device Provisioning Service did not assign the device: the registration failed
+    /// or the enrollment is disabled.
+    Provisioning,
 }
 
 /// The error type of this crate. Its `Display` never contains keys, tokens or payloads.
@@ -97,6 +100,11 @@ impl Error {
             status: Some(status),
             ..Self::new(ErrorKind::Hub, message)
         }
+    }
+
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     pub(crate) fn timeout(what: &str) -> Self {
@@ -216,6 +224,12 @@ impl std::error::Error for Error {
 impl From<iot_common::ConnectionStringError> for Error {
     fn from(e: iot_common::ConnectionStringError) -> Self {
         Self::new(ErrorKind::Configuration, e.to_string())
+    }
+}
+
+impl From<iot_common::provisioning::ProvisioningError> for Error {
+    fn from(e: iot_common::provisioning::ProvisioningError) -> Self {
+        crate::provisioning::into_error(e)
     }
 }
 

@@ -11,6 +11,7 @@ mod inner;
 mod message;
 mod methods;
 mod options;
+pub mod provisioning;
 mod session;
 mod status;
 mod tls;

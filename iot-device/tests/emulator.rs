@@ -30,7 +30,7 @@ fn options(hub: &RunningEmulator) -> DeviceClientOptions {
 }
 
 async fn connect(hub: &RunningEmulator, id: &str) -> DeviceClient {
-    let cs = hub.create_device(id).unwrap();
+    let cs = hub.hub().create_device(id).unwrap();
     DeviceClient::from_connection_string(&cs, options(hub))
         .await
         .expect("device connects")
@@ -73,11 +73,13 @@ async fn method_round_trip_with_typed_payloads() {
         .await
         .unwrap();
     let r = hub
+        .hub()
         .invoke_method("m1", None, call("add", json!({"a": 2, "b": 3})))
         .await
         .unwrap();
     assert_eq!((r.status, r.payload), (200, json!({"sum": 5})));
     let bad = hub
+        .hub()
         .invoke_method("m1", None, call("add", json!("nope")))
         .await
         .unwrap();
@@ -95,6 +97,7 @@ async fn unknown_method_is_answered_404() {
         .await
         .unwrap();
     let r = hub
+        .hub()
         .invoke_method("m2", None, call("unknown", Value::Null))
         .await
         .unwrap();
@@ -106,6 +109,7 @@ async fn method_before_subscription_is_device_not_online() {
     let hub = hub().await;
     let _client = connect(&hub, "m3").await;
     let e = hub
+        .hub()
         .invoke_method("m3", None, call("x", Value::Null))
         .await
         .unwrap_err();
@@ -132,11 +136,13 @@ async fn handler_panic_answers_500_and_the_client_keeps_running() {
         .await
         .unwrap();
     let r = hub
+        .hub()
         .invoke_method("p1", None, call("boom", Value::Null))
         .await
         .unwrap();
     assert_eq!(r.status, 500);
     let r = hub
+        .hub()
         .invoke_method("p1", None, call("ok", Value::Null))
         .await
         .unwrap();
@@ -155,6 +161,7 @@ async fn handler_error_maps_to_its_status() {
         .await
         .unwrap();
     let r = hub
+        .hub()
         .invoke_method("p2", None, call("fail", Value::Null))
         .await
         .unwrap();
@@ -174,7 +181,7 @@ async fn reported_patch_returns_the_new_version_and_reaches_the_service_twin() {
         .await
         .unwrap();
     assert_eq!((v1, v2), (2, 3));
-    let twin = hub.get_twin("r1", None).unwrap();
+    let twin = hub.hub().get_twin("r1", None).unwrap();
     assert_eq!(twin.properties.reported.version, Some(3));
     assert_eq!(
         twin.properties.reported.properties["nested"],
@@ -208,13 +215,14 @@ async fn desired_update_while_connected() {
     let hub = hub().await;
     let client = connect(&hub, "d1").await;
     let mut updates = client.desired_updates().await.unwrap();
-    hub.update_twin(
-        "d1",
-        None,
-        &json!({"properties": {"desired": {"interval": 5}}}),
-        false,
-    )
-    .unwrap();
+    hub.hub()
+        .update_twin(
+            "d1",
+            None,
+            &json!({"properties": {"desired": {"interval": 5}}}),
+            false,
+        )
+        .unwrap();
     // First the current state as Full (version 1, before the change)...
     let first = tokio::time::timeout(WAIT, updates.next())
         .await
@@ -238,7 +246,7 @@ async fn desired_update_while_connected() {
 #[tokio::test]
 async fn desired_update_missed_while_disconnected_is_delivered_after_reconnect() {
     let hub = hub().await;
-    let cs = hub.create_device("d2").unwrap();
+    let cs = hub.hub().create_device("d2").unwrap();
     let opts = options(&hub).backoff(Backoff::new(
         Duration::from_millis(500),
         Duration::from_secs(1),
@@ -248,25 +256,27 @@ async fn desired_update_missed_while_disconnected_is_delivered_after_reconnect()
         .await
         .unwrap();
     let mut updates = client.desired_updates().await.unwrap();
-    assert!(hub.disconnect("d2", None));
+    assert!(hub.hub().disconnect("d2", None));
     wait_status(&client, |s| {
         matches!(s, ConnectionStatus::Disconnected { .. })
     })
     .await;
-    hub.update_twin(
-        "d2",
-        None,
-        &json!({"properties": {"desired": {"mode": "eco"}}}),
-        false,
-    )
-    .unwrap();
-    hub.update_twin(
-        "d2",
-        None,
-        &json!({"properties": {"desired": {"level": 3}}}),
-        false,
-    )
-    .unwrap();
+    hub.hub()
+        .update_twin(
+            "d2",
+            None,
+            &json!({"properties": {"desired": {"mode": "eco"}}}),
+            false,
+        )
+        .unwrap();
+    hub.hub()
+        .update_twin(
+            "d2",
+            None,
+            &json!({"properties": {"desired": {"level": 3}}}),
+            false,
+        )
+        .unwrap();
     let mut u = tokio::time::timeout(WAIT, updates.next())
         .await
         .unwrap()
@@ -285,13 +295,14 @@ async fn desired_update_missed_while_disconnected_is_delivered_after_reconnect()
         json!({"mode": "eco", "level": 3})
     );
     // Nothing is delivered twice: the next update is the next version.
-    hub.update_twin(
-        "d2",
-        None,
-        &json!({"properties": {"desired": {"level": 4}}}),
-        false,
-    )
-    .unwrap();
+    hub.hub()
+        .update_twin(
+            "d2",
+            None,
+            &json!({"properties": {"desired": {"level": 4}}}),
+            false,
+        )
+        .unwrap();
     let u = tokio::time::timeout(WAIT, updates.next())
         .await
         .unwrap()
@@ -309,7 +320,7 @@ async fn reconnects_after_the_emulator_drops_the_connection() {
         })
         .await
         .unwrap();
-    assert!(hub.disconnect("c1", None));
+    assert!(hub.hub().disconnect("c1", None));
     wait_status(&client, |s| {
         matches!(
             s,
@@ -324,6 +335,7 @@ async fn reconnects_after_the_emulator_drops_the_connection() {
     let mut attempts = 0;
     let r = loop {
         match hub
+            .hub()
             .invoke_method("c1", None, call("ping", Value::Null))
             .await
         {
@@ -341,7 +353,7 @@ async fn reconnects_after_the_emulator_drops_the_connection() {
 #[tokio::test]
 async fn token_renewal_with_a_short_time_to_live() {
     let hub = hub().await;
-    let cs = hub.create_device("t1").unwrap();
+    let cs = hub.hub().create_device("t1").unwrap();
     let client = DeviceClient::from_connection_string(
         &cs,
         options(&hub).sas_token_ttl(Duration::from_secs(6)),
@@ -362,6 +374,7 @@ async fn token_renewal_with_a_short_time_to_live() {
     assert_eq!(stats.connection_losses, 0, "{stats:?}");
     assert_eq!(stats.connects, 1 + stats.token_renewals, "{stats:?}");
     let r = hub
+        .hub()
         .invoke_method("t1", None, call("ping", Value::Null))
         .await
         .unwrap();
@@ -378,7 +391,7 @@ async fn telemetry_with_properties_is_acknowledged_and_stored() {
         .correlation_id("c-1")
         .property("alert", "a/b c");
     client.send_telemetry(msg).await.unwrap();
-    let got = hub.telemetry(Some("tel"));
+    let got = hub.hub().telemetry(Some("tel"));
     assert_eq!(got.len(), 1);
     let p = &got[0].properties;
     assert_eq!(p.message_id.as_deref(), Some("m-1"));
@@ -392,14 +405,16 @@ async fn telemetry_with_properties_is_acknowledged_and_stored() {
 async fn cloud_to_device_messages_arrive_on_the_stream() {
     let hub = hub().await;
     let client = connect(&hub, "c2d").await;
-    hub.send_c2d(
-        "c2d",
-        "queued before subscribing",
-        MessageProperties::new().message_id("early"),
-    )
-    .unwrap();
+    hub.hub()
+        .send_c2d(
+            "c2d",
+            "queued before subscribing",
+            MessageProperties::new().message_id("early"),
+        )
+        .unwrap();
     let mut messages = client.c2d_messages().await.unwrap();
-    hub.send_c2d("c2d", "hello", MessageProperties::new().property("k", "v"))
+    hub.hub()
+        .send_c2d("c2d", "hello", MessageProperties::new().property("k", "v"))
         .unwrap();
     let first = tokio::time::timeout(WAIT, messages.next())
         .await
@@ -417,8 +432,8 @@ async fn cloud_to_device_messages_arrive_on_the_stream() {
 #[tokio::test]
 async fn module_identity_methods_and_twin() {
     let hub = hub().await;
-    hub.create_device("edge").unwrap();
-    let cs = hub.create_module("edge", "filter").unwrap();
+    hub.hub().create_device("edge").unwrap();
+    let cs = hub.hub().create_module("edge", "filter").unwrap();
     let client = DeviceClient::from_connection_string(&cs, options(&hub))
         .await
         .unwrap();
@@ -430,6 +445,7 @@ async fn module_identity_methods_and_twin() {
         .await
         .unwrap();
     let r = hub
+        .hub()
         .invoke_method("edge", Some("filter"), call("status", Value::Null))
         .await
         .unwrap();
@@ -438,11 +454,12 @@ async fn module_identity_methods_and_twin() {
         .update_reported(&json!({"threshold": 7}))
         .await
         .unwrap();
-    let twin = hub.get_twin("edge", Some("filter")).unwrap();
+    let twin = hub.hub().get_twin("edge", Some("filter")).unwrap();
     assert_eq!(twin.module_id.as_deref(), Some("filter"));
     assert_eq!(twin.properties.reported.properties["threshold"], 7);
     assert!(
-        hub.get_twin("edge", None)
+        hub.hub()
+            .get_twin("edge", None)
             .unwrap()
             .properties
             .reported
@@ -454,7 +471,7 @@ async fn module_identity_methods_and_twin() {
 #[tokio::test]
 async fn wrong_key_is_unauthorized_and_never_echoed() {
     let hub = hub().await;
-    hub.create_device("k1").unwrap();
+    hub.hub().create_device("k1").unwrap();
     let cs = "HostName=localhost;DeviceId=k1;SharedAccessKey=d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nMDA=;GatewayHostName=localhost:"
         .to_owned()
         + &hub.mqtt_addr().port().to_string();
@@ -482,7 +499,7 @@ async fn malformed_connection_string_names_the_field_not_the_key() {
 #[tokio::test]
 async fn debug_output_holds_no_secret() {
     let hub = hub().await;
-    let cs = hub.create_device("dbg").unwrap();
+    let cs = hub.hub().create_device("dbg").unwrap();
     let key = cs
         .split("SharedAccessKey=")
         .nth(1)
@@ -507,7 +524,7 @@ async fn debug_output_holds_no_secret() {
 #[tokio::test]
 async fn operations_while_disconnected_fail_with_a_retryable_error() {
     let hub = hub().await;
-    let cs = hub.create_device("off").unwrap();
+    let cs = hub.hub().create_device("off").unwrap();
     let opts = options(&hub)
         .operation_timeout(Duration::from_millis(500))
         .backoff(Backoff::new(
@@ -518,7 +535,7 @@ async fn operations_while_disconnected_fail_with_a_retryable_error() {
     let client = DeviceClient::from_connection_string(&cs, opts)
         .await
         .unwrap();
-    assert!(hub.disconnect("off", None));
+    assert!(hub.hub().disconnect("off", None));
     wait_status(&client, |s| {
         matches!(s, ConnectionStatus::Disconnected { .. })
     })
@@ -560,11 +577,13 @@ async fn method_request_stream_and_dropped_requests() {
         drop(second);
     });
     let r = hub
+        .hub()
         .invoke_method("stream", None, call("first", Value::Null))
         .await
         .unwrap();
     assert_eq!((r.status, r.payload), (200, json!("answered")));
     let r = hub
+        .hub()
         .invoke_method("stream", None, call("second", Value::Null))
         .await
         .unwrap();
@@ -579,7 +598,7 @@ async fn status_changes_is_a_stream_that_ends_with_the_client() {
     let client = connect(&hub, "status-stream").await;
     let changes = client.status_changes();
     let watcher = tokio::spawn(changes.collect::<Vec<_>>());
-    assert!(hub.disconnect("status-stream", None));
+    assert!(hub.hub().disconnect("status-stream", None));
     wait_status(&client, |s| *s == ConnectionStatus::Connected).await;
     client.close().await.unwrap();
     let seen = tokio::time::timeout(WAIT, watcher)

@@ -41,7 +41,7 @@ fn with_wrong_key(cs: &str) -> String {
 #[tokio::test]
 async fn an_untrusted_certificate_names_the_endpoint_and_says_to_trust_the_ca() {
     let hub = hub().await;
-    let cs = hub.create_device("untrusting").unwrap();
+    let cs = hub.hub().create_device("untrusting").unwrap();
     // No trust_ca_pem: the emulator's CA is unknown to the client.
     let err = DeviceClient::from_connection_string(&cs, quick_retries())
         .await
@@ -66,7 +66,7 @@ async fn an_untrusted_certificate_names_the_endpoint_and_says_to_trust_the_ca() 
 #[tokio::test]
 async fn a_wrong_key_names_the_device_and_says_to_check_its_key() {
     let hub = hub().await;
-    let wrong = with_wrong_key(&hub.create_device("wrong-key").unwrap());
+    let wrong = with_wrong_key(&hub.hub().create_device("wrong-key").unwrap());
     let options = quick_retries().trust_ca_pem(hub.ca_pem()).unwrap();
     let err = DeviceClient::from_connection_string(&wrong, options)
         .await
@@ -115,7 +115,7 @@ async fn a_refused_connection_says_nothing_listens_there() {
 #[tokio::test]
 async fn retries_on_and_an_untrusted_ca_still_end_connect_with_a_typed_error() {
     let hub = hub().await;
-    let cs = hub.create_device("retrying").unwrap();
+    let cs = hub.hub().create_device("retrying").unwrap();
     let options = quick_retries().retry_initial_connect(true);
     let result = tokio::time::timeout(
         HANG_GUARD,
@@ -131,7 +131,7 @@ async fn retries_on_and_an_untrusted_ca_still_end_connect_with_a_typed_error() {
 #[tokio::test]
 async fn retries_on_and_a_wrong_key_still_end_connect_with_a_typed_error() {
     let hub = hub().await;
-    let wrong = with_wrong_key(&hub.create_device("retrying-key").unwrap());
+    let wrong = with_wrong_key(&hub.hub().create_device("retrying-key").unwrap());
     let options = quick_retries()
         .trust_ca_pem(hub.ca_pem())
         .unwrap()

@@ -13,6 +13,9 @@ pub const DEV_DEVICE_PRIMARY_KEY: &str = "SW9USHViRW11bGF0b3JEZXZlbG9wbWVudERldm
 /// The development device's secondary key.
 pub const DEV_DEVICE_SECONDARY_KEY: &str = "SW9USHViRW11bGF0b3JEZXZlbG9wbWVudERldmljZTI=";
 
+/// The ID scope of the emulator's Device Provisioning Service unless `--id-scope` sets one.
+pub const DEV_ID_SCOPE: &str = "0ne00000E01";
+
 /// `true` when `key` is one of the well-known development keys.
 pub fn is_well_known(key: &str) -> bool {
     [

@@ -1,11 +1,11 @@
 //! Harnesses for the fuzz targets (built only with `--cfg fuzzing`): the real MQTT connection
-//! handler over an in-memory stream, and the real REST router, on an in-memory hub.
+//! handler over an in-memory stream, and the real REST router, on an in-memory hub brought up
+//! by the same bootstrap as the emulator's (development policies and device).
 
-use crate::http::{AppState, router};
+use crate::bootstrap::{HubConfig, app_state, start_hub};
+use crate::dev_keys;
+use crate::http::router;
 use crate::hub::{Hub, HubOptions};
-use crate::registry::{Policy, Registry, default_policies};
-use crate::{dev_keys, twin_state::TwinState};
-use iot_common::registry::{Device, SymmetricKey};
 use iot_common::{SasToken, Secret};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,43 +25,24 @@ pub struct Harness {
 impl Harness {
     /// A fresh hub.
     pub fn new() -> Self {
-        let mut reg = Registry::default();
-        for (name, rights) in default_policies() {
-            reg.policies.insert(
-                name.to_owned(),
-                Policy {
-                    primary: Secret::new(dev_keys::DEV_POLICY_PRIMARY_KEY),
-                    secondary: Secret::new(dev_keys::DEV_POLICY_SECONDARY_KEY),
-                    rights,
-                },
-            );
-        }
-        let keys = SymmetricKey::new(
-            Secret::new(dev_keys::DEV_DEVICE_PRIMARY_KEY),
-            Secret::new(dev_keys::DEV_DEVICE_SECONDARY_KEY),
-        );
-        reg.devices.insert(
-            "myDevice".into(),
-            crate::registry::DeviceRecord::new(
-                Device::new("myDevice", Some(keys)),
-                TwinState::new("t"),
-            ),
-        );
-        let hub = Arc::new(Hub::new(
-            HubOptions {
+        let config = HubConfig {
+            options: HubOptions {
                 host_name: "localhost".into(),
                 token_grace: Duration::ZERO,
                 telemetry_capacity: 100,
                 telemetry_max_bytes: 1024 * 1024,
                 refuse_well_known: false,
+                id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
+                dps_retry_after: 0,
             },
-            reg,
-            None,
-            Default::default(),
-            Default::default(),
-            Default::default(),
-        ));
-        let far = crate::hub::unix_now() + 3600;
+            state_dir: None,
+            seed_file: None,
+            policy_key: None,
+            devices: Vec::new(),
+            faults: Default::default(),
+        };
+        let hub = start_hub(&config).unwrap_or_else(|e| panic!("fuzzing hub: {e}"));
+        let far = crate::clock::unix_now() + 3600;
         let token = SasToken::for_service(
             "localhost",
             "iothubowner",
@@ -115,11 +96,7 @@ impl Harness {
 
     /// One REST request with a valid `iothubowner` token; returns the status.
     pub async fn rest(&self, method: &str, path: &str, body: Vec<u8>) -> u16 {
-        let app = router(AppState {
-            hub: self.hub.clone(),
-            shutdown: self.shutdown.clone(),
-            console: None,
-        });
+        let app = router(app_state(self.hub.clone(), self.shutdown.clone(), None));
         let Ok(request) = axum::http::Request::builder()
             .method(method)
             .uri(path)

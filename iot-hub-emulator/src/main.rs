@@ -40,6 +40,10 @@ struct Args {
     /// Key for the default shared access policies (base64), instead of the well-known one.
     #[arg(long, env = "IOTHUB_EMULATOR_POLICY_KEY", hide_env_values = true)]
     policy_key: Option<String>,
+    /// The ID scope of the emulator's Device Provisioning Service (devices register on the
+    /// same MQTT and HTTPS ports and are assigned to this hub).
+    #[arg(long, default_value = dev_keys::DEV_ID_SCOPE)]
+    id_scope: String,
     /// Seconds a connection may outlive its SAS token.
     #[arg(long, default_value_t = 0)]
     token_grace_secs: u64,
@@ -90,6 +94,7 @@ async fn main() -> std::process::ExitCode {
         .mqtt_port(args.mqtt_port)
         .https_port(args.https_port)
         .host_name(args.host_name)
+        .id_scope(args.id_scope)
         .cert_dir(args.cert_dir.unwrap_or_else(default_cert_dir))
         .token_grace(std::time::Duration::from_secs(args.token_grace_secs))
         .console(!args.no_console);
@@ -149,6 +154,15 @@ async fn main() -> std::process::ExitCode {
             .unwrap_or_default()
     );
     println!("export IOTHUB_DEVICE_ID=\"{}\"", dev_keys::DEV_DEVICE_ID);
+    println!("export IOTHUB_DPS_ID_SCOPE=\"{}\"", emu.id_scope());
+    println!(
+        "export IOTHUB_DPS_ENDPOINT=\"{}\"",
+        emu.provisioning_endpoint()
+    );
+    println!(
+        "export IOTHUB_DPS_CONNECTION_STRING=\"{}\"",
+        emu.provisioning_service_connection_string()
+    );
     if let Some(p) = emu.ca_cert_path() {
         println!("export IOTHUB_CA_CERT=\"{}\"", p.display());
     }

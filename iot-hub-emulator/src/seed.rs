@@ -7,7 +7,7 @@
 //! Missing keys are generated.
 
 use crate::EmulatorError;
-use crate::registry::generate_key;
+use crate::hub::registry::generate_key;
 use iot_common::Secret;
 use iot_common::registry::SymmetricKey;
 use serde::Deserialize;

@@ -498,7 +498,7 @@ async fn state_files_holding_keys_are_private() {
         .start()
         .await
         .unwrap();
-    hub.create_device("secretive").unwrap();
+    hub.hub().create_device("secretive").unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
     for entry in std::fs::read_dir(&state).unwrap() {
@@ -622,4 +622,125 @@ async fn jobs_and_their_device_rows_survive_kill_9() {
         .unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
     assert_eq!(rows[0]["status"], "completed", "{rows}");
+}
+
+/// Set for the child process of [`in_process_calls_are_committed_before_they_return`]: the
+/// state directory its in-process emulator uses.
+const CHILD_STATE_ENV: &str = "IOT_EMU_TEST_CHILD_STATE";
+/// What the child prints once its calls have returned.
+const CHILD_READY: &str = "in-process calls returned";
+
+/// The child's role (a no-op in a normal test run): an in-process emulator on the state
+/// directory the parent names, changed through `RunningEmulator::hub()`, then killed by the
+/// parent as soon as the calls have returned.
+#[tokio::test]
+async fn in_process_child_role() {
+    let Ok(dir) = std::env::var(CHILD_STATE_ENV) else {
+        return;
+    };
+    let emu = iot_hub_emulator::Emulator::builder()
+        .state_dir(&dir)
+        .start()
+        .await
+        .unwrap();
+    // Commits fail twice first (retried after 50 and 100 ms): a call that did not wait for
+    // its commit would return long before its change is stored.
+    let mut faults = iot_hub_emulator::FaultSettings::default();
+    faults.fail_state_writes = Some(2);
+    emu.faults().set(&faults);
+    let hub = emu.hub();
+    hub.create_device("kept").unwrap();
+    hub.create_module("kept", "m1").unwrap();
+    hub.update_twin(
+        "kept",
+        None,
+        &serde_json::json!({ "tags": { "mark": "tag-set-in-process" } }),
+        false,
+    )
+    .unwrap();
+    hub.send_c2d("kept", "c2d-sent-in-process", Default::default())
+        .unwrap();
+    hub.create_device("doomed").unwrap();
+    hub.send_c2d("doomed", "never-delivered", Default::default())
+        .unwrap();
+    hub.delete_device("doomed").unwrap();
+    println!("{CHILD_READY}");
+    // The parent kills this process now; the bound only keeps an orphan from lingering.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+/// The rows of `state.db` of a kind, as (key, value text).
+fn stored_rows(state: &Path, kind: &str) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT key, value FROM records WHERE kind = ?1")
+        .unwrap();
+    stmt.query_map([kind], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// `RunningEmulator::hub()`'s mutating calls return only once their change is committed,
+/// as a REST answer does: the process is killed with SIGKILL right after they return, and
+/// the state holds every change. Deleting a device deletes its pending cloud-to-device rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_calls_are_committed_before_they_return() {
+    let state = TempDir::new("inproc-state");
+    let certs = TempDir::new("inproc-certs");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "in_process_child_role", "--nocapture"])
+        .env(CHILD_STATE_ENV, &state.0)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(CHILD_READY))
+    });
+    let ready = tokio::task::spawn_blocking(move || ready.join().unwrap())
+        .await
+        .unwrap();
+    // SIGKILL: no shutdown code runs, nothing is flushed on the way out.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ready, "the child did not finish its calls");
+
+    let devices = stored_rows(&state.0, "device");
+    let kept = devices
+        .iter()
+        .find(|(k, _)| k == "kept")
+        .map(|(_, v)| v)
+        .expect("the created device is stored");
+    assert!(kept.contains("tag-set-in-process"), "{kept}");
+    assert!(kept.contains("\"m1\""), "the module is stored: {kept}");
+    assert!(devices.iter().all(|(k, _)| k != "doomed"));
+    let c2d = stored_rows(&state.0, "c2d");
+    assert_eq!(c2d.len(), 1, "{c2d:?}");
+    assert!(c2d[0].0.starts_with("kept/"), "{c2d:?}");
+
+    // And the restarted hub serves them.
+    let emu = start(&state.0, &certs.0);
+    let (status, twin) = emu
+        .send(reqwest::Method::GET, "/twins/kept", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(twin["tags"]["mark"], "tag-set-in-process");
+    let (status, _) = emu
+        .send(reqwest::Method::GET, "/devices/doomed", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
 }

@@ -9,6 +9,7 @@ mod error;
 mod jobs;
 mod methods;
 mod options;
+mod provisioning;
 mod query;
 mod registry;
 mod twins;
@@ -18,6 +19,10 @@ pub use error::{Error, ErrorKind, Result};
 // Every type that appears in this crate's public API, so that users depend on iot-service
 // alone (iot-common is an implementation detail they need not name).
 pub use iot_common::job::DeviceJobStatistics;
+pub use iot_common::provisioning::{
+    Attestation, AttestationType, EnrollmentGroup, IndividualEnrollment, RegistrationState,
+    RegistrationStatus, Substatus,
+};
 pub use iot_common::registry::{
     AuthenticationMechanism, Device, Module, RegistryStatistics, SymmetricKey, X509Thumbprint,
 };
@@ -30,6 +35,7 @@ pub use iot_common::{
 pub use jobs::JobSchedule;
 pub use methods::{DirectMethodRequest, DirectMethodResult};
 pub use options::{DEFAULT_MAX_RESPONSE_BYTES, RetryOptions, ServiceClientOptions};
+pub use provisioning::{PROVISIONING_API_VERSION, ProvisioningServiceClient};
 pub use query::Query;
 pub use twins::{IfMatch, TwinPatch};
 
@@ -38,6 +44,7 @@ pub use twins::{IfMatch, TwinPatch};
 fn _assert_send_sync() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<ServiceClient>();
+    send_sync::<ProvisioningServiceClient>();
     send_sync::<Error>();
     send_sync::<ServiceClientOptions>();
     send_sync::<Query<Twin>>();

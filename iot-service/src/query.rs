@@ -17,7 +17,9 @@ use std::task::{Context, Poll};
 
 #[derive(Debug, Clone)]
 enum Source {
-    Devices(String),
+    /// `POST {path}` with `{"query": …}`: twin queries, and the provisioning service's
+    /// enrollment and registration queries.
+    Post { path: Vec<String>, query: String },
     Jobs {
         job_type: Option<String>,
         status: Option<String>,
@@ -74,8 +76,10 @@ async fn fetch_page(
     continuation: Option<String>,
 ) -> Result<Page> {
     let mut call = match &source {
-        Source::Devices(sql) => Call::new(Method::POST, vec!["devices", "query"])
-            .json(&serde_json::json!({ "query": sql }))?,
+        Source::Post { path, query } => {
+            Call::new(Method::POST, path.iter().map(String::as_str).collect())
+                .json(&serde_json::json!({ "query": query }))?
+        }
         Source::Jobs { job_type, status } => {
             let mut c = Call::new(Method::GET, vec!["jobs", "v2", "query"]);
             if let Some(t) = job_type {
@@ -104,6 +108,18 @@ async fn fetch_page(
 }
 
 impl<T: DeserializeOwned> Query<T> {
+    /// A query answered by `POST {path}` with `{"query": query}`.
+    pub(crate) fn post(client: ServiceClient, path: &[&str], query: impl Into<String>) -> Self {
+        let path = path.iter().map(|s| (*s).to_owned()).collect();
+        Self::new(
+            client,
+            Source::Post {
+                path,
+                query: query.into(),
+            },
+        )
+    }
+
     fn new(client: ServiceClient, source: Source) -> Self {
         Self {
             client,
@@ -260,12 +276,12 @@ impl ServiceClient {
     /// # Ok(()) }
     /// ```
     pub fn query(&self, sql: impl Into<String>) -> Query<Twin> {
-        Query::new(self.clone(), Source::Devices(sql.into()))
+        Query::post(self.clone(), &["devices", "query"], sql)
     }
 
     /// Runs a query whose rows are not twins (projections, aggregates, `devices.jobs`).
     pub fn query_raw(&self, sql: impl Into<String>) -> Query<Value> {
-        Query::new(self.clone(), Source::Devices(sql.into()))
+        Query::post(self.clone(), &["devices", "query"], sql)
     }
 
     /// Lists jobs, optionally filtered by type (`scheduleDeviceMethod`, `scheduleUpdateTwin`)

@@ -27,7 +27,7 @@ fn service_for(hub: &RunningEmulator, cs: &str) -> ServiceClient {
 }
 
 async fn device(hub: &RunningEmulator, id: &str) -> DeviceClient {
-    let cs = hub.create_device(id).unwrap();
+    let cs = hub.hub().create_device(id).unwrap();
     let options = DeviceClientOptions::new()
         .trust_ca_pem(hub.ca_pem())
         .unwrap();
@@ -66,7 +66,7 @@ async fn invoke_method_with_typed_payloads() {
 async fn offline_unknown_and_slow_devices() {
     let hub = hub().await;
     let svc = service(&hub);
-    hub.create_device("offline").unwrap();
+    hub.hub().create_device("offline").unwrap();
     let e = svc
         .invoke_method("offline", &method("x"))
         .await

@@ -510,7 +510,7 @@ async fn c2d_send_reaches_the_device() {
 async fn query_pages_and_stops_at_top() {
     let h = start().await;
     for i in 0..5 {
-        h.hub.create_device(&format!("q{i}")).unwrap();
+        h.hub.hub().create_device(&format!("q{i}")).unwrap();
     }
     let all = h
         .run(&[

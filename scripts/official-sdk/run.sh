@@ -91,18 +91,21 @@ compare_queries() {
     echo "$(wc -l < "$work/py-queries.jsonl") queries: identical rows from azure-iot-hub and iot-service"
 }
 run "python query_iot_hub == rust query" compare_queries
+checks=5
+run "python ProvisioningDeviceClient (individual + group) + IoTHubDeviceClient" timeout 180 "$venv/bin/python" "$here/dps_check.py"
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
-# 5-7. The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
-checks=4
+# The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
 if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
-  checks=7
+  checks=$((checks + 4))
   export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_CERT"
   run "node device + node service" timeout 120 node "$here/node/tutorial_check.js" both
   pairing "node device + rust service" "device ready" TERM node_device \
     timeout 120 "$PATH_EXAMPLES/dmpatterns_getstarted_service"
   pairing "rust device + node service" "waiting for rebootDevice" INT rs_device \
     timeout 120 node "$here/node/tutorial_check.js" service
+  run "node provisioning device (MQTT, HTTPS) + provisioning service + device" \
+    timeout 180 node "$here/node/dps_check.js"
 else
   echo "== node SDK checks skipped: node or npm not installed"
 fi

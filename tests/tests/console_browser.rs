@@ -20,7 +20,7 @@ async fn device(hub: &RunningEmulator, id: &str) -> DeviceClient {
         .trust_ca_pem(hub.ca_pem())
         .unwrap()
         .operation_timeout(Duration::from_secs(10));
-    DeviceClient::from_connection_string(&hub.create_device(id).unwrap(), options)
+    DeviceClient::from_connection_string(&hub.hub().create_device(id).unwrap(), options)
         .await
         .unwrap()
 }
@@ -35,7 +35,7 @@ async fn device_page(b: &Browser, hub: &RunningEmulator, id: &str) {
 async fn the_device_list_shows_a_new_connection_within_two_seconds() {
     let _one = ONE_AT_A_TIME.lock().await;
     let hub = Emulator::builder().start().await.unwrap();
-    hub.create_device("thermostat-7").unwrap();
+    hub.hub().create_device("thermostat-7").unwrap();
     let b = Browser::start(1280, 800).await;
     b.goto(&format!("{}/", hub.https_url())).await;
     let row = "tr[data-device-id='thermostat-7'] td.state";
@@ -88,7 +88,7 @@ async fn a_desired_property_edit_reaches_the_connected_device() {
         .unwrap()
         .unwrap();
     assert_eq!(update.properties["interval"], json!(42));
-    let twin = hub.get_twin("fan-1", None).unwrap();
+    let twin = hub.hub().get_twin("fan-1", None).unwrap();
     assert_eq!(twin.tags.get("room"), Some(&json!("lab")));
     // The page shows the twin the hub now holds.
     b.text_when("#twin-json", STEP, |t| t.contains("\"interval\": 42"))
@@ -222,12 +222,12 @@ async fn telemetry_sent_by_a_device_appears_in_the_live_view_with_pause_and_filt
 async fn a_stale_etag_edit_shows_the_conflict_and_writes_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let hub = Emulator::builder().start().await.unwrap();
-    hub.create_device("valve-2").unwrap();
+    hub.hub().create_device("valve-2").unwrap();
     let b = Browser::start(1280, 900).await;
     device_page(&b, &hub, "valve-2").await;
 
     // Someone else writes the twin after the page loaded it.
-    hub.update_twin(
+    hub.hub().update_twin(
         "valve-2",
         None,
         &json!({"properties": {"desired": {"mode": "auto"}}}),
@@ -250,7 +250,7 @@ async fn a_stale_etag_edit_shows_the_conflict_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(class.as_deref(), Some("conflict"));
-    let twin = hub.get_twin("valve-2", None).unwrap();
+    let twin = hub.hub().get_twin("valve-2", None).unwrap();
     assert_eq!(
         twin.properties
             .desired
@@ -270,7 +270,7 @@ async fn a_stale_etag_edit_shows_the_conflict_and_writes_nothing() {
     b.click("#twin-save").await;
     b.text_when("#twin-message", STEP, |t| t.starts_with("Saved"))
         .await;
-    let twin = hub.get_twin("valve-2", None).unwrap();
+    let twin = hub.hub().get_twin("valve-2", None).unwrap();
     assert_eq!(
         twin.properties
             .desired
@@ -343,9 +343,9 @@ async fn off_loopback_the_console_needs_the_owner_key() {
 async fn the_query_jobs_connection_and_fault_pages_work() {
     let _one = ONE_AT_A_TIME.lock().await;
     let hub = Emulator::builder().start().await.unwrap();
-    hub.create_device("lab-1").unwrap();
-    hub.create_device("lab-2").unwrap();
-    hub.update_twin("lab-2", None, &json!({"tags": {"site": "lab"}}), false)
+    hub.hub().create_device("lab-1").unwrap();
+    hub.hub().create_device("lab-2").unwrap();
+    hub.hub().update_twin("lab-2", None, &json!({"tags": {"site": "lab"}}), false)
         .unwrap();
     let service = iot_service::ServiceClient::from_connection_string(
         &hub.service_connection_string(),
@@ -425,11 +425,11 @@ async fn the_query_jobs_connection_and_fault_pages_work() {
     b.text_when("#faults-message", STEP, |t| t.starts_with("Applied"))
         .await;
     b.screenshot("faults").await;
-    let fired = hub.faults_fired();
+    let fired = hub.faults().fired();
     b.goto(&format!("{}/#/jobs", hub.https_url())).await;
     b.text_when("#jobs-message", STEP, |t| t.contains("HTTP 429"))
         .await;
-    assert_eq!(hub.faults_fired(), fired + 1);
+    assert_eq!(hub.faults().fired(), fired + 1);
     b.click("#jobs-reload").await;
     b.text_when("#jobs-rows", STEP, |t| t.contains("reboot-lab"))
         .await;

@@ -61,7 +61,7 @@ async fn hub_with_30_messages() -> RunningEmulator {
     let options = DeviceClientOptions::new()
         .trust_ca_pem(hub.ca_pem())
         .unwrap();
-    let dev = DeviceClient::from_connection_string(&hub.create_device("gauge").unwrap(), options)
+    let dev = DeviceClient::from_connection_string(&hub.hub().create_device("gauge").unwrap(), options)
         .await
         .unwrap();
     for i in 0..30 {
@@ -131,7 +131,7 @@ async fn a_reader_that_fell_behind_the_buffer_is_told_how_many_it_missed() {
     let options = DeviceClientOptions::new()
         .trust_ca_pem(hub.ca_pem())
         .unwrap();
-    let other = DeviceClient::from_connection_string(&hub.create_device("other").unwrap(), options)
+    let other = DeviceClient::from_connection_string(&hub.hub().create_device("other").unwrap(), options)
         .await
         .unwrap();
     other.send_telemetry(Message::new("mine")).await.unwrap();

@@ -28,21 +28,24 @@ fn options(hub: &RunningEmulator, timeout: Duration) -> DeviceClientOptions {
 }
 
 async fn device(hub: &RunningEmulator, id: &str, timeout: Duration) -> DeviceClient {
-    DeviceClient::from_connection_string(&hub.create_device(id).unwrap(), options(hub, timeout))
-        .await
-        .unwrap()
+    DeviceClient::from_connection_string(
+        &hub.hub().create_device(id).unwrap(),
+        options(hub, timeout),
+    )
+    .await
+    .unwrap()
 }
 
 fn refuse(hub: &RunningEmulator, secs: u64) {
     let mut f = FaultSettings::default();
     f.refuse_connections_secs = Some(secs);
-    hub.set_faults(&f);
+    hub.faults().set(&f);
 }
 
 /// Takes the hub away from `dev` until [`refuse`]`(hub, 0)`.
 async fn hub_down(hub: &RunningEmulator, dev: &DeviceClient, id: &str) {
     refuse(hub, 3600);
-    hub.disconnect(id, None);
+    hub.hub().disconnect(id, None);
     let mut status = dev.status_changes();
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -129,7 +132,7 @@ async fn cancelled_sends_do_not_confuse_the_next_ones() {
     for s in sends {
         s.await.unwrap().unwrap();
     }
-    let got = hub.telemetry(Some("cancel"));
+    let got = hub.hub().telemetry(Some("cancel"));
     assert!(
         got.iter().all(|r| r
             .properties
@@ -145,19 +148,20 @@ async fn cancelled_sends_do_not_confuse_the_next_ones() {
 async fn a_desired_consumer_that_does_not_read_keeps_memory_bounded() {
     let hub = hub().await;
     let o = options(&hub, Duration::from_secs(10)).desired_capacity(16);
-    let dev = DeviceClient::from_connection_string(&hub.create_device("slow").unwrap(), o)
+    let dev = DeviceClient::from_connection_string(&hub.hub().create_device("slow").unwrap(), o)
         .await
         .unwrap();
     let mut updates = dev.desired_updates().await.unwrap();
     let mut most_waiting = 0;
     for i in 0..10_000u64 {
-        hub.update_twin(
-            "slow",
-            None,
-            &json!({"properties": {"desired": {"n": i, format!("k{}", i % 4): i}}}),
-            false,
-        )
-        .unwrap();
+        hub.hub()
+            .update_twin(
+                "slow",
+                None,
+                &json!({"properties": {"desired": {"n": i, format!("k{}", i % 4): i}}}),
+                false,
+            )
+            .unwrap();
         if i % 500 == 0 {
             most_waiting = most_waiting.max(dev.stats().desired_waiting);
         }
@@ -170,14 +174,16 @@ async fn a_desired_consumer_that_does_not_read_keeps_memory_bounded() {
     // If the emulator still dropped patches, one more patch after the burst reveals the gap
     // and the client resyncs.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    hub.update_twin(
-        "slow",
-        None,
-        &json!({"properties": {"desired": {"done": true}}}),
-        false,
-    )
-    .unwrap();
+    hub.hub()
+        .update_twin(
+            "slow",
+            None,
+            &json!({"properties": {"desired": {"done": true}}}),
+            false,
+        )
+        .unwrap();
     let last = hub
+        .hub()
         .get_twin("slow", None)
         .unwrap()
         .properties
@@ -213,14 +219,15 @@ async fn a_desired_consumer_that_does_not_read_keeps_memory_bounded() {
 #[tokio::test]
 async fn a_late_starting_device_gets_its_desired_state_first_as_full() {
     let hub = hub().await;
-    let cs = hub.create_device("late").unwrap();
-    hub.update_twin(
-        "late",
-        None,
-        &json!({"properties": {"desired": {"interval": 30}}}),
-        false,
-    )
-    .unwrap();
+    let cs = hub.hub().create_device("late").unwrap();
+    hub.hub()
+        .update_twin(
+            "late",
+            None,
+            &json!({"properties": {"desired": {"interval": 30}}}),
+            false,
+        )
+        .unwrap();
     let dev = DeviceClient::from_connection_string(&cs, options(&hub, Duration::from_secs(10)))
         .await
         .unwrap();
@@ -231,13 +238,14 @@ async fn a_late_starting_device_gets_its_desired_state_first_as_full() {
         .unwrap();
     assert_eq!(first.kind, DesiredKind::Full);
     assert_eq!(first.properties["interval"], json!(30));
-    hub.update_twin(
-        "late",
-        None,
-        &json!({"properties": {"desired": {"interval": 60}}}),
-        false,
-    )
-    .unwrap();
+    hub.hub()
+        .update_twin(
+            "late",
+            None,
+            &json!({"properties": {"desired": {"interval": 60}}}),
+            false,
+        )
+        .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(10), updates.next())
         .await
         .unwrap()
@@ -264,9 +272,9 @@ async fn handlers_get_the_client_and_do_not_keep_it_alive() {
     .unwrap();
     let mut call = iot_common::MethodInvocation::new("report", json!(5));
     call.response_timeout_in_seconds = Some(10);
-    let answer = hub.invoke_method("ctx", None, call).await.unwrap();
+    let answer = hub.hub().invoke_method("ctx", None, call).await.unwrap();
     assert_eq!(answer.status, 200);
-    let twin = hub.get_twin("ctx", None).unwrap();
+    let twin = hub.hub().get_twin("ctx", None).unwrap();
     assert_eq!(twin.properties.reported.properties["got"], json!(5));
     let mut status = dev.status_changes();
     drop(dev);

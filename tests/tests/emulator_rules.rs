@@ -60,7 +60,7 @@ fn raw(hub: &RunningEmulator, device: &str, token: &str) -> (AsyncClient, EventL
 }
 
 fn token_for(hub: &RunningEmulator, device: &str, ttl: u64) -> String {
-    let key = key_of(&hub.create_device(device).unwrap());
+    let key = key_of(&hub.hub().create_device(device).unwrap());
     SasToken::for_device("localhost", device, &key, now() + ttl)
         .unwrap()
         .as_secret()
@@ -108,7 +108,7 @@ async fn suback(ev: &mut EventLoop) -> Vec<SubscribeReasonCode> {
 #[tokio::test]
 async fn a_device_cannot_publish_to_another_devices_topics() {
     let hub = hub().await;
-    hub.create_device("victim").unwrap();
+    hub.hub().create_device("victim").unwrap();
     let (c, mut ev) = raw(&hub, "attacker", &token_for(&hub, "attacker", 600));
     connack(&mut ev).await.unwrap();
     c.publish(
@@ -120,13 +120,13 @@ async fn a_device_cannot_publish_to_another_devices_topics() {
     .await
     .unwrap();
     closed(&mut ev).await;
-    assert!(hub.telemetry(Some("victim")).is_empty());
+    assert!(hub.hub().telemetry(Some("victim")).is_empty());
 }
 
 #[tokio::test]
 async fn a_device_cannot_subscribe_to_another_devices_messages() {
     let hub = hub().await;
-    hub.create_device("victim").unwrap();
+    hub.hub().create_device("victim").unwrap();
     let (c, mut ev) = raw(&hub, "attacker", &token_for(&hub, "attacker", 600));
     connack(&mut ev).await.unwrap();
     c.subscribe(topic::c2d_filter("victim"), QoS::AtLeastOnce)
@@ -187,14 +187,14 @@ async fn qos2_unknown_topics_and_oversized_packets_close_only_that_connection() 
             break;
         }
     }
-    assert_eq!(hub.telemetry(Some("bystander")).len(), 1);
+    assert_eq!(hub.hub().telemetry(Some("bystander")).len(), 1);
 }
 
 #[tokio::test]
 async fn bad_expired_wrongly_scoped_and_foreign_hub_tokens_are_refused() {
     let hub = hub().await;
-    let key = key_of(&hub.create_device("dev").unwrap());
-    hub.create_device("other").unwrap();
+    let key = key_of(&hub.hub().create_device("dev").unwrap());
+    hub.hub().create_device("other").unwrap();
     let cases = [
         ("garbage", "not a token".to_owned()),
         (
@@ -277,14 +277,15 @@ async fn a_second_connection_replaces_the_first() {
     let (_b, mut second) = raw(&hub, "twice", &token);
     connack(&mut second).await.unwrap();
     closed(&mut first).await;
-    assert_eq!(hub.connected_count(), 1);
+    assert_eq!(hub.hub().connected_count(), 1);
 }
 
 #[tokio::test]
 async fn disabled_devices_are_refused() {
     let hub = hub().await;
     let token = token_for(&hub, "off", 600);
-    hub.update_twin("off", None, &json!({"tags": {"x": 1}}), false)
+    hub.hub()
+        .update_twin("off", None, &json!({"tags": {"x": 1}}), false)
         .unwrap();
     let svc = iot_service::ServiceClient::from_connection_string(
         &hub.service_connection_string(),
@@ -311,7 +312,7 @@ async fn restart_with_state_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
     let cs = {
         let hub = Emulator::builder().state_dir(&dir).start().await.unwrap();
-        let cs = hub.create_device("keeper").unwrap();
+        let cs = hub.hub().create_device("keeper").unwrap();
         let device = iot_device::DeviceClient::from_connection_string(
             &cs,
             iot_device::DeviceClientOptions::new()
@@ -321,20 +322,21 @@ async fn restart_with_state_loses_nothing() {
         .await
         .unwrap();
         device.update_reported(&json!({"fw": "1.2"})).await.unwrap();
-        hub.update_twin(
-            "keeper",
-            None,
-            &json!({"tags": {"site": "A"}, "properties": {"desired": {"mode": "eco"}}}),
-            false,
-        )
-        .unwrap();
-        hub.create_module("keeper", "m").unwrap();
+        hub.hub()
+            .update_twin(
+                "keeper",
+                None,
+                &json!({"tags": {"site": "A"}, "properties": {"desired": {"mode": "eco"}}}),
+                false,
+            )
+            .unwrap();
+        hub.hub().create_module("keeper", "m").unwrap();
         device.close().await.unwrap();
         hub.shutdown().await.unwrap();
         cs
     };
     let hub = Emulator::builder().state_dir(&dir).start().await.unwrap();
-    let twin = hub.get_twin("keeper", None).unwrap();
+    let twin = hub.hub().get_twin("keeper", None).unwrap();
     assert_eq!(twin.tags["site"], "A");
     assert_eq!(twin.properties.desired.properties["mode"], "eco");
     assert_eq!(twin.properties.reported.properties["fw"], "1.2");
@@ -345,7 +347,7 @@ async fn restart_with_state_loses_nothing() {
         ),
         (Some(2), Some(2))
     );
-    assert!(hub.get_twin("keeper", Some("m")).is_ok());
+    assert!(hub.hub().get_twin("keeper", Some("m")).is_ok());
     // The same key still works (the port changed, so rebuild the connection string).
     let key = cs
         .split("SharedAccessKey=")
@@ -372,7 +374,7 @@ async fn restart_with_state_loses_nothing() {
 #[tokio::test]
 async fn mqtt_over_websockets_on_the_https_port() {
     let hub = Emulator::builder().start().await.unwrap();
-    let cs = hub.create_device("ws").unwrap();
+    let cs = hub.hub().create_device("ws").unwrap();
     let cs = format!(
         "{};GatewayHostName=localhost:{}",
         cs.split(";GatewayHostName").next().unwrap(),
@@ -393,7 +395,7 @@ async fn mqtt_over_websockets_on_the_https_port() {
         .unwrap();
     let mut call = iot_common::MethodInvocation::new("ping", serde_json::Value::Null);
     call.response_timeout_in_seconds = Some(10);
-    let r = hub.invoke_method("ws", None, call).await.unwrap();
+    let r = hub.hub().invoke_method("ws", None, call).await.unwrap();
     assert_eq!(r.payload, json!("pong over wss"));
     assert_eq!(
         device

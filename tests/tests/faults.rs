@@ -43,7 +43,7 @@ async fn device(hub: &RunningEmulator, id: &str) -> DeviceClient {
             Duration::from_millis(500),
             Duration::from_millis(50),
         ));
-    DeviceClient::from_connection_string(&hub.create_device(id).unwrap(), o)
+    DeviceClient::from_connection_string(&hub.hub().create_device(id).unwrap(), o)
         .await
         .unwrap()
 }
@@ -57,23 +57,23 @@ fn faults(f: impl FnOnce(&mut FaultSettings)) -> FaultSettings {
 #[tokio::test]
 async fn idempotent_calls_retry_429_and_503_honouring_retry_after() {
     let hub = hub().await;
-    hub.create_device("r").unwrap();
+    hub.hub().create_device("r").unwrap();
     let svc = service(&hub, 3);
-    hub.set_faults(&faults(|f| {
+    hub.faults().set(&faults(|f| {
         f.throttle_rest = Some(2);
         f.fail_rest = Some(1);
         f.retry_after_secs = Some(0);
     }));
     assert_eq!(svc.get_twin("r").await.unwrap().device_id, "r");
-    assert_eq!(hub.faults_fired(), 3);
+    assert_eq!(hub.faults().fired(), 3);
 }
 
 #[tokio::test]
 async fn throttling_beyond_the_retry_budget_is_a_retryable_error() {
     let hub = hub().await;
-    hub.create_device("r").unwrap();
+    hub.hub().create_device("r").unwrap();
     let svc = service(&hub, 1);
-    hub.set_faults(&faults(|f| {
+    hub.faults().set(&faults(|f| {
         f.throttle_rest = Some(5);
         f.retry_after_secs = Some(0);
     }));
@@ -87,7 +87,7 @@ async fn throttling_beyond_the_retry_budget_is_a_retryable_error() {
         )
     );
     assert!(e.is_retryable());
-    assert_eq!(hub.faults_fired(), 2);
+    assert_eq!(hub.faults().fired(), 2);
 }
 
 #[tokio::test]
@@ -98,14 +98,14 @@ async fn invoke_method_is_not_retried_once_sent() {
         .await
         .unwrap();
     let svc = service(&hub, 3);
-    hub.set_faults(&faults(|f| f.fail_rest = Some(1)));
+    hub.faults().set(&faults(|f| f.fail_rest = Some(1)));
     let e = svc
         .invoke_method("m", &DirectMethodRequest::new("count"))
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert_eq!(
-        hub.faults_fired(),
+        hub.faults().fired(),
         1,
         "a non-idempotent call must not be repeated"
     );
@@ -129,14 +129,14 @@ async fn lost_and_delayed_method_answers() {
     .unwrap();
     let svc = service(&hub, 0);
     let req = DirectMethodRequest::new("ping").response_timeout(Duration::from_secs(5));
-    hub.set_faults(&faults(|f| f.method_delay_ms = Some(300)));
+    hub.faults().set(&faults(|f| f.method_delay_ms = Some(300)));
     let started = tokio::time::Instant::now();
     assert_eq!(
         svc.invoke_method("m", &req).await.unwrap().payload,
         json!("pong")
     );
     assert!(started.elapsed() >= Duration::from_millis(300));
-    hub.set_faults(&faults(|f| {
+    hub.faults().set(&faults(|f| {
         f.method_delay_ms = Some(0);
         f.drop_method_responses = Some(true);
     }));
@@ -151,8 +151,9 @@ async fn lost_and_delayed_method_answers() {
 async fn devices_come_back_after_refused_connections() {
     let hub = hub().await;
     let dev = device(&hub, "back").await;
-    hub.set_faults(&faults(|f| f.refuse_connections_secs = Some(1)));
-    hub.disconnect("back", None);
+    hub.faults()
+        .set(&faults(|f| f.refuse_connections_secs = Some(1)));
+    hub.hub().disconnect("back", None);
     let mut status = dev.status_changes();
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -169,7 +170,7 @@ async fn devices_come_back_after_refused_connections() {
         .await
         .unwrap();
     assert!(dev.stats().connection_losses >= 2, "{:?}", dev.stats());
-    assert!(hub.faults_fired() >= 1);
+    assert!(hub.faults().fired() >= 1);
     dev.update_reported(&json!({"ok": true})).await.unwrap();
 }
 
@@ -177,7 +178,7 @@ async fn devices_come_back_after_refused_connections() {
 async fn telemetry_survives_an_mqtt_throttling_disconnect() {
     let hub = hub().await;
     let dev = device(&hub, "tel").await;
-    hub.set_faults(&faults(|f| f.throttle_mqtt = Some(1)));
+    hub.faults().set(&faults(|f| f.throttle_mqtt = Some(1)));
     // The hub drops the connection on this publish without acknowledging it; the client
     // resends it after reconnecting and resolves only on the PUBACK.
     dev.send_telemetry(Message::new("reading-1").message_id("1"))
@@ -187,6 +188,7 @@ async fn telemetry_survives_an_mqtt_throttling_disconnect() {
         .await
         .unwrap();
     let ids: Vec<_> = hub
+        .hub()
         .telemetry(Some("tel"))
         .iter()
         .filter_map(|r| r.properties.message_id.clone())
@@ -204,10 +206,12 @@ async fn early_token_expiry_is_survived() {
     })
     .await
     .unwrap();
-    hub.set_faults(&faults(|f| f.connection_lifetime_secs = Some(1)));
-    hub.disconnect("early", None);
+    hub.faults()
+        .set(&faults(|f| f.connection_lifetime_secs = Some(1)));
+    hub.hub().disconnect("early", None);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    hub.set_faults(&faults(|f| f.connection_lifetime_secs = Some(0)));
+    hub.faults()
+        .set(&faults(|f| f.connection_lifetime_secs = Some(0)));
     let svc = service(&hub, 0);
     let mut answered = None;
     for _ in 0..100 {

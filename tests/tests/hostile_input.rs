@@ -154,15 +154,16 @@ async fn desired_subscriber(hub: &RunningEmulator, expires_at: u64) -> TcpStream
 fn flood_desired(hub: &RunningEmulator, count: u32) {
     let big = "x".repeat(4000);
     for i in 0..count {
-        hub.update_twin(
-            "myDevice",
-            None,
-            &json!({ "properties": { "desired": {
+        hub.hub()
+            .update_twin(
+                "myDevice",
+                None,
+                &json!({ "properties": { "desired": {
                 "b1": big, "b2": big, "b3": big, "b4": big, "b5": big, "b6": big, "n": i
             } } }),
-            false,
-        )
-        .unwrap();
+                false,
+            )
+            .unwrap();
     }
 }
 
@@ -235,11 +236,11 @@ async fn a_token_expiring_in_the_far_future_neither_panics_nor_leaves_a_ghost_se
     .await
     .unwrap();
     assert_eq!(read_n(&mut s, 4).await, [0x20, 2, 0, 0]);
-    assert!(eventually(|| hub.connected_count() == 1).await);
+    assert!(eventually(|| hub.hub().connected_count() == 1).await);
     s.write_all(&[0xE0, 0]).await.unwrap(); // DISCONNECT
     assert!(closed(&mut s).await);
     assert!(
-        eventually(|| hub.connected_count() == 0).await,
+        eventually(|| hub.hub().connected_count() == 0).await,
         "no ghost session"
     );
 }
@@ -251,9 +252,9 @@ async fn a_device_that_stops_reading_is_still_disconnected_on_request() {
     // Fill the socket buffers and the session's queue with desired-property notifications.
     flood_desired(&hub, 300);
     // The flood may already have closed it (queue full); either way it must end.
-    hub.disconnect("myDevice", None);
+    hub.hub().disconnect("myDevice", None);
     assert!(
-        eventually(|| hub.connected_count() == 0).await,
+        eventually(|| hub.hub().connected_count() == 0).await,
         "the blocked connection closed"
     );
 }
@@ -266,7 +267,7 @@ async fn a_device_that_falls_behind_on_notifications_is_disconnected_not_silentl
     // emulator used to drop the rest silently and keep the device connected with a stale twin.
     flood_desired(&hub, 1500);
     assert!(
-        eventually(|| hub.connected_count() == 0).await,
+        eventually(|| hub.hub().connected_count() == 0).await,
         "the device that fell behind was disconnected, so it resyncs when it reconnects"
     );
 }
@@ -282,7 +283,7 @@ async fn token_expiry_fires_while_a_write_to_a_device_is_blocked() {
     read_n(&mut s, 9).await;
     flood_desired(&hub, 300);
     assert!(
-        eventually(|| hub.connected_count() == 0).await,
+        eventually(|| hub.hub().connected_count() == 0).await,
         "the expired connection closed although its writes were blocked"
     );
 }
@@ -544,7 +545,7 @@ async fn telemetry_is_bounded_in_bytes_kept_as_bytes_and_paged() {
         s.write_all(&packet(0x32, &p)).await.unwrap(); // QoS 1
         read_n(&mut s, 4).await; // PUBACK
     }
-    let kept = hub.telemetry(Some("myDevice"));
+    let kept = hub.hub().telemetry(Some("myDevice"));
     assert!(
         !kept.is_empty() && kept.len() <= 4,
         "{} records kept",

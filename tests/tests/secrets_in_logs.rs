@@ -35,7 +35,7 @@ async fn no_secret_is_logged_at_trace_level() {
         .unwrap();
 
     let hub = Emulator::builder().start().await.unwrap();
-    let device_cs = hub.create_device("logged").unwrap();
+    let device_cs = hub.hub().create_device("logged").unwrap();
     let service_cs = hub.service_connection_string();
     let device = DeviceClient::from_connection_string(
         &device_cs,
@@ -70,7 +70,7 @@ async fn no_secret_is_logged_at_trace_level() {
         .unwrap();
     device.update_reported(&json!({"b": 2})).await.unwrap();
     device.send_telemetry(Message::new("x")).await.unwrap();
-    hub.disconnect("logged", None);
+    hub.hub().disconnect("logged", None);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let _ = service.get_twin("nobody").await;
     let bad = device_cs.replace(&key(&device_cs)[..10], "AAAAAAAAAA");

@@ -15,12 +15,12 @@
 //! - `POST /emulator/faults` — arms faults (JSON, see [`crate::FaultSettings`]);
 //!   `GET /emulator/faults` — how many injected faults fired.
 
-use super::AppState;
 use super::response::{ApiResult, authorize, json};
+use super::state::AppState;
 use crate::error::ApiError;
 use crate::hub::C2dMessage;
+use crate::hub::registry::Rights;
 use crate::limits;
-use crate::registry::Rights;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -176,7 +176,7 @@ async fn disconnect_all(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
 
 async fn set_faults(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
-    let settings: crate::FaultSettings = super::parse_json(&body)?;
+    let settings: crate::FaultSettings = super::response::parse_json(&body)?;
     s.hub.faults.apply(&settings);
     Ok(json(
         StatusCode::OK,

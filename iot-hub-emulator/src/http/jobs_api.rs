@@ -1,8 +1,8 @@
 //! `/jobs/v2/…`: create, get, cancel and query scheduled jobs.
 
-use super::AppState;
 use super::response::{ApiResult, authorize, json, parse_json};
-use crate::registry::Rights;
+use super::state::AppState;
+use crate::hub::registry::Rights;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
@@ -52,7 +52,7 @@ pub(crate) async fn query_jobs(
         .iter()
         .filter_map(|j| serde_json::to_value(j).ok())
         .collect();
-    let (page, next) = crate::query_api::page(&h, rows)?;
+    let (page, next) = super::paging::page(&h, rows)?;
     let mut r = json(StatusCode::OK, &page, None);
     r.headers_mut()
         .insert("x-ms-item-type", HeaderValue::from_static("jobResponse"));

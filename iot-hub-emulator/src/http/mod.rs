@@ -1,27 +1,24 @@
 //! The service plane: HTTPS REST with the hub's paths, plus MQTT over WebSockets at
 //! `/$iothub/websocket` on the same port, as the real hub serves both on 443.
 
+//!
+//! Adding an endpoint: its handler goes in the file of its area here (or a new one), one
+//! `.route(..)` line goes in [`router`], and the operation it calls goes in `hub/`.
+
 pub(crate) mod console;
+mod dps_api;
 mod emulator_api;
 mod jobs_api;
 mod not_emulated;
+mod paging;
+mod query_api;
 mod registry_api;
 mod response;
+mod state;
 mod twin_api;
 mod ws;
 
-use crate::hub::Hub;
-use axum::Router;
-use axum::routing::{get, post};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-
-pub(crate) use response::{ApiResult, authorize, parse_json};
+pub(crate) use state::{AppState, StreamHandler};
 
 /// A JSON answer without an etag.
 pub(crate) fn json_response<T: serde::Serialize>(
@@ -31,13 +28,13 @@ pub(crate) fn json_response<T: serde::Serialize>(
     response::json(status, body, None)
 }
 
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// The web console, unless it is turned off.
-    pub(crate) console: Option<Arc<console::Console>>,
-}
+use axum::Router;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -60,7 +57,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/devices", get(registry_api::list_devices))
         .route("/devices/", get(registry_api::list_devices))
-        .route("/devices/query", post(crate::query_api::query_devices))
+        .route("/devices/query", post(query_api::query_devices))
         .route(
             "/devices/{id}",
             get(registry_api::get_device)
@@ -83,6 +80,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
         .route("/$iothub/websocket", get(ws::upgrade))
+        .merge(dps_api::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rest_faults,

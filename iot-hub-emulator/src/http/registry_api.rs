@@ -1,8 +1,8 @@
 //! `/devices…` and `/statistics/…`: the identity registry.
 
-use super::AppState;
 use super::response::{ApiResult, authorize, if_match, json, parse_json};
-use crate::registry::Rights;
+use super::state::AppState;
+use crate::hub::registry::Rights;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;

@@ -1,9 +1,10 @@
 //! Turning results into the hub's HTTP answers: JSON with `charset=utf-8`, `ETag` headers,
 //! and the hub's error body with `iothub-errorcode`.
 
+use crate::clock::now_string;
 use crate::error::ApiError;
-use crate::hub::{Hub, now_string};
-use crate::registry::Rights;
+use crate::hub::Hub;
+use crate::hub::registry::Rights;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;

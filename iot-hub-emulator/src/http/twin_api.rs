@@ -1,8 +1,8 @@
 //! `/twins/{id}[/modules/{mid}]`: get, patch, replace, and `…/methods` to invoke a method.
 
-use super::AppState;
 use super::response::{ApiResult, authorize, if_match, json, parse_json};
-use crate::registry::Rights;
+use super::state::AppState;
+use crate::hub::registry::Rights;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;

@@ -1,7 +1,7 @@
 //! MQTT over WebSockets (`/$iothub/websocket`, sub-protocol `mqtt`): the WebSocket's binary
 //! frames are bridged into the same connection handler as TCP.
 
-use super::AppState;
+use super::state::AppState;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
@@ -15,11 +15,7 @@ pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> 
 
 async fn bridge(state: AppState, socket: WebSocket) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let mqtt = tokio::spawn(crate::mqtt::serve(
-        state.hub.clone(),
-        theirs,
-        state.shutdown.clone(),
-    ));
+    let mqtt = tokio::spawn((state.mqtt_over_ws)(theirs, state.shutdown.clone()));
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut rd, mut wr) = tokio::io::split(ours);
     let inbound = async {

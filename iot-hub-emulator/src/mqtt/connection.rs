@@ -1,10 +1,9 @@
 //! One MQTT connection: CONNECT and authentication, then packets in and hub messages out, in a
 //! single task that owns the socket.
 
-use crate::auth::DeviceIdentity;
-use crate::hub::{
-    C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, now_string, sub, unix_now,
-};
+use crate::clock::{now_string, unix_now};
+use crate::hub::auth::DeviceIdentity;
+use crate::hub::{C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, sub};
 use bytes::{Bytes, BytesMut};
 use iot_common::topic::{self, DeviceTopic, Subscription};
 use rumqttc::mqttbytes::{Error as CodecError, Protocol};
@@ -23,7 +22,7 @@ use tokio::time::{Instant, sleep_until};
 /// Largest packet accepted from a device: a 256 KB message plus its topic and header.
 pub(crate) const MAX_INCOMING_PACKET: usize = 256 * 1024 + 8 * 1024;
 /// Largest packet sent to a device.
-const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
+pub(super) const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
 /// At most this many subscriptions per connection, as the hub allows.
 const MAX_SUBSCRIPTIONS: u32 = 5;
 /// Unacknowledged cloud-to-device messages in flight per connection.
@@ -85,7 +84,7 @@ fn connect_protocol_level(buf: &[u8]) -> Option<u8> {
 }
 
 /// Writes the last bytes to a closing connection, giving up after a short while.
-async fn farewell<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) {
+pub(super) async fn farewell<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) {
     let _ = tokio::time::timeout(crate::limits::MQTT_FAREWELL_TIMEOUT, async {
         if !bytes.is_empty() {
             wr.write_all(bytes).await?;
@@ -96,7 +95,7 @@ async fn farewell<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) {
 }
 
 /// Answers CONNECT with a refusal and closes.
-async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: ConnectReturnCode) {
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: ConnectReturnCode) {
     let mut out = BytesMut::with_capacity(8);
     let _ = Packet::ConnAck(ConnAck::new(code, false)).write(&mut out, MAX_OUTGOING_PACKET);
     farewell(wr, &out).await;
@@ -131,6 +130,12 @@ where
     };
     if hub.faults.refuse_connection() {
         refuse(&mut wr, ConnectReturnCode::ServiceUnavailable).await;
+        return;
+    }
+    // DPS shares the port: its user names are `{scope}/registrations/{id}/api-version=…`.
+    if let Some(names) = username.and_then(iot_common::provisioning::topics::parse_username) {
+        let (scope, id) = (names.0.to_owned(), names.1.to_owned());
+        super::dps::serve(hub, connect, (&scope, &id), rd, wr, inbuf, shutdown).await;
         return;
     }
     let identity: DeviceIdentity = match hub.authenticate(&connect.client_id, username, password) {
@@ -380,7 +385,7 @@ impl Connection {
                     self.must_commit = true;
                 }
                 self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
-                self.hub.session_changed.notify_waiters();
+                self.hub.sessions.changed.notify_waiters();
                 self.pull_c2d();
                 Flow::Continue
             }

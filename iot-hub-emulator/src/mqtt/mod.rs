@@ -1,9 +1,7 @@
 //! The MQTT device plane: TLS (and optional plain TCP) listeners, one task per connection.
 
-mod close_signal;
 mod connection;
-
-pub(crate) use close_signal::CloseSignal;
+mod dps;
 
 pub(crate) use connection::serve;
 

@@ -12,7 +12,9 @@
 
 use super::super::AppState;
 use super::assets;
-use crate::hub::{Hub, lock, unix_now};
+use crate::clock::unix_now;
+use crate::hub::Hub;
+use crate::locks::lock;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,7 +56,7 @@ impl Access {
     pub(crate) fn new(loopback: bool) -> Self {
         Self {
             loopback,
-            cookie_key: crate::registry::generate_key(),
+            cookie_key: crate::hub::registry::generate_key(),
         }
     }
 

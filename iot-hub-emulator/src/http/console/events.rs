@@ -16,8 +16,9 @@
 
 use super::super::AppState;
 use crate::error::ApiError;
-use crate::hub::{Hub, lock};
-use crate::telemetry::TelemetryRecord;
+use crate::hub::Hub;
+use crate::hub::TelemetryRecord;
+use crate::locks::lock;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};

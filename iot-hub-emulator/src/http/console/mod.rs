@@ -26,8 +26,8 @@ mod assets;
 pub(crate) mod events;
 
 use super::AppState;
+use crate::clock::unix_now;
 use crate::error::ApiError;
-use crate::hub::unix_now;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -112,7 +112,7 @@ async fn token(
     }
     let host = s.hub.host_name().to_owned();
     let key = {
-        let reg = crate::hub::lock(&s.hub.registry);
+        let reg = crate::locks::lock(&s.hub.registry);
         reg.policies.get("iothubowner").map(|p| p.primary.clone())
     };
     let Some(key) = key else {

@@ -1,9 +1,11 @@
 //! Authentication: device CONNECTs (SAS in the MQTT password) and service requests (SAS in
 //! the `Authorization` header), both verified with `iot-common`'s SAS code.
 
+use super::Hub;
+use super::registry::{Rights, keys_of};
+use crate::clock::unix_now;
 use crate::error::ApiError;
-use crate::hub::{Hub, lock, unix_now};
-use crate::registry::{Rights, keys_of};
+use crate::locks::lock;
 use iot_common::sas::{device_resource, scope_covers};
 use iot_common::twin::DeviceStatus;
 use iot_common::{SasToken, Secret, encoding};

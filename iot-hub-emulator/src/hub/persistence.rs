@@ -8,6 +8,7 @@
 //! policy, per persistent MQTT session, plus a few counters. A change rewrites only its row.
 
 use crate::error::EmulatorError;
+use crate::locks::lock;
 use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,12 @@ pub(crate) enum Kind {
     Job,
     /// One device's row of a job (`job/index`).
     JobDevice,
+    /// A DPS individual enrollment.
+    Enrollment,
+    /// A DPS enrollment group.
+    EnrollmentGroup,
+    /// A DPS registration state (and the group it came through).
+    Registration,
 }
 
 impl Kind {
@@ -60,6 +67,9 @@ impl Kind {
             Self::C2d => "c2d",
             Self::Job => "job",
             Self::JobDevice => "jobDevice",
+            Self::Enrollment => "enrollment",
+            Self::EnrollmentGroup => "enrollmentGroup",
+            Self::Registration => "registration",
         }
     }
 
@@ -72,6 +82,9 @@ impl Kind {
             Self::C2d,
             Self::Job,
             Self::JobDevice,
+            Self::Enrollment,
+            Self::EnrollmentGroup,
+            Self::Registration,
         ]
         .into_iter()
         .find(|k| k.name() == s)
@@ -220,7 +233,7 @@ impl Store {
                 .name("state-writer".into())
                 .spawn(move || store.run(conn))?
         };
-        *crate::hub::lock(&store.writer) = Some(writer);
+        *lock(&store.writer) = Some(writer);
         Ok((store, loaded))
     }
 
@@ -232,7 +245,7 @@ impl Store {
     /// Queues changes; returns the sequence number to wait for. Call it while holding the
     /// lock that ordered the changes, so rows are committed in the order they were made.
     pub(crate) fn enqueue(&self, writes: impl IntoIterator<Item = Write>) -> u64 {
-        let mut p = crate::hub::lock(&self.pending);
+        let mut p = lock(&self.pending);
         let before = p.writes.len();
         let mut any = false;
         for (k, v) in writes {
@@ -250,7 +263,7 @@ impl Store {
 
     /// The sequence number of the newest queued change.
     pub(crate) fn last_seq(&self) -> u64 {
-        crate::hub::lock(&self.pending).seq
+        lock(&self.pending).seq
     }
 
     /// Waits until every change up to `seq` is committed, at most [`COMMIT_TIMEOUT`].
@@ -273,9 +286,8 @@ impl Store {
         }
     }
 
-    /// Blocks until everything queued so far is committed, at most `timeout`.
-    pub(crate) fn flush_blocking(&self, timeout: Duration) -> std::io::Result<()> {
-        let target = self.last_seq();
+    /// Blocks until every change up to `target` is committed, at most `timeout`.
+    pub(crate) fn wait_blocking(&self, target: u64, timeout: Duration) -> std::io::Result<()> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let c = self.committed.borrow().clone();
@@ -295,9 +307,9 @@ impl Store {
 
     /// Commits what is pending, stops the writer and waits for it.
     pub(crate) fn close(&self) {
-        crate::hub::lock(&self.pending).closing = true;
+        lock(&self.pending).closing = true;
         self.wake.notify_one();
-        if let Some(h) = crate::hub::lock(&self.writer).take()
+        if let Some(h) = lock(&self.writer).take()
             && h.thread().id() != std::thread::current().id()
         {
             let _ = h.join();
@@ -309,7 +321,7 @@ impl Store {
         let mut failures_at_close = 0;
         loop {
             let (batch, seq, closing) = {
-                let mut p = crate::hub::lock(&self.pending);
+                let mut p = lock(&self.pending);
                 while p.writes.is_empty() && !p.closing {
                     p = self
                         .wake
@@ -335,7 +347,7 @@ impl Store {
                         .send_modify(|c| c.error = Some(format!("state write failed: {e}")));
                     {
                         // Changes made since were taken later, so they win.
-                        let mut p = crate::hub::lock(&self.pending);
+                        let mut p = lock(&self.pending);
                         for (k, v) in batch {
                             p.writes.entry(k).or_insert(v);
                         }

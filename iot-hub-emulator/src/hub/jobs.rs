@@ -2,135 +2,17 @@
 //! twin matches its condition, at its start time, within its time limit; each device gets a
 //! `devices.jobs` record with its outcome.
 
+use super::Hub;
+use super::job_store::{JobStore, is_active};
+use crate::clock::{now_string, now_timestamp};
 use crate::error::ApiError;
-use crate::hub::{Hub, lock, now_string};
+use crate::locks::lock;
 use crate::query::{self, Collection};
 use iot_common::{ErrorCode, JobRequest, JobResponse, JobStatus, JobType, Timestamp};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Every job and its per-device records, by job id.
-#[derive(Debug, Default)]
-pub(crate) struct JobStore {
-    jobs: BTreeMap<String, JobResponse>,
-    device_jobs: BTreeMap<String, Vec<Value>>,
-    /// Jobs and device rows changed since the last hand-over to `--state`.
-    changed_jobs: BTreeSet<String>,
-    changed_rows: BTreeSet<(String, usize)>,
-}
-
-/// The store key of a job's per-device row: the zero-padded index keeps the rows in order.
-fn row_key(job_id: &str, index: usize) -> String {
-    format!("{job_id}/{index:010}")
-}
-
-impl JobStore {
-    fn touch(&mut self, id: &str) {
-        self.changed_jobs.insert(id.to_owned());
-    }
-
-    fn touch_rows(&mut self, id: &str, rows: impl IntoIterator<Item = usize>) {
-        for i in rows {
-            self.changed_rows.insert((id.to_owned(), i));
-        }
-    }
-
-    /// The changes since the last call, as store rows (a job and each of its device rows).
-    pub(crate) fn take_changes(&mut self) -> Vec<crate::store::Write> {
-        use crate::store::Kind;
-        let mut out = Vec::new();
-        for id in std::mem::take(&mut self.changed_jobs) {
-            let v = self.jobs.get(&id).and_then(|j| serde_json::to_vec(j).ok());
-            out.push(((Kind::Job, id), v));
-        }
-        for (id, i) in std::mem::take(&mut self.changed_rows) {
-            let v = self
-                .device_jobs
-                .get(&id)
-                .and_then(|rows| rows.get(i))
-                .and_then(|r| serde_json::to_vec(r).ok());
-            out.push(((Kind::JobDevice, row_key(&id, i)), v));
-        }
-        out
-    }
-
-    /// Jobs from the store's rows. A job that was running when the emulator stopped is
-    /// marked failed: its run cannot be resumed half-way.
-    pub(crate) fn from_rows(
-        jobs: Vec<(String, Vec<u8>)>,
-        rows: Vec<(String, Vec<u8>)>,
-    ) -> Result<Self, String> {
-        let mut store = Self::default();
-        for (id, v) in jobs {
-            let mut job: JobResponse =
-                serde_json::from_slice(&v).map_err(|e| format!("job {id} ({e})"))?;
-            if is_active(job.status) && job.status != JobStatus::Scheduled {
-                job.status = JobStatus::Failed;
-                job.end_time = Some(now());
-                job.status_message = Some("The emulator restarted while the job ran.".into());
-                store.touch(&id);
-            }
-            store.jobs.insert(id, job);
-        }
-        // Keys sort by job then zero-padded index, so rows come back in order.
-        for (key, v) in rows {
-            let row: Value =
-                serde_json::from_slice(&v).map_err(|e| format!("job row {key} ({e})"))?;
-            let job = key
-                .rsplit_once('/')
-                .map(|(j, _)| j.to_owned())
-                .ok_or_else(|| format!("job row {key}"))?;
-            store.device_jobs.entry(job).or_default().push(row);
-        }
-        Ok(store)
-    }
-}
-
-fn is_active(status: JobStatus) -> bool {
-    matches!(
-        status,
-        JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Enqueued
-    )
-}
-
-impl JobStore {
-    /// Keeps the store bounded before a new job goes in: too many unfinished jobs is the hub's
-    /// 429 ThrottlingMaxActiveJobCountExceeded; past the retention bound the oldest finished
-    /// job (and its per-device rows) is forgotten, as the hub forgets jobs after a while.
-    fn make_room(&mut self) -> Result<(), ApiError> {
-        let active = self.jobs.values().filter(|j| is_active(j.status)).count();
-        if active >= crate::limits::MAX_ACTIVE_JOBS {
-            return Err(ApiError::new(
-                ErrorCode::ThrottlingMaxActiveJobCountExceeded,
-                format!(
-                    "{active} jobs are unfinished, the most this hub runs at once; wait for one to finish or cancel one."
-                ),
-            ));
-        }
-        while self.jobs.len() >= crate::limits::MAX_KEPT_JOBS {
-            let oldest = self
-                .jobs
-                .iter()
-                .filter(|(_, j)| !is_active(j.status))
-                .min_by(|a, b| a.1.created_time.cmp(&b.1.created_time))
-                .map(|(id, _)| id.clone());
-            let Some(oldest) = oldest else { break };
-            self.jobs.remove(&oldest);
-            let rows = self.device_jobs.remove(&oldest).map_or(0, |r| r.len());
-            self.touch(&oldest);
-            self.touch_rows(&oldest, 0..rows);
-        }
-        Ok(())
-    }
-}
-
-/// The current time as job records carry it.
-fn now() -> Timestamp {
-    std::time::SystemTime::now().into()
-}
 
 fn to_chrono(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
     std::time::SystemTime::from(t).into()
@@ -184,7 +66,7 @@ impl Hub {
                     .cloud_to_device_method
                     .as_ref()
                     .ok_or_else(|| ApiError::bad_request("cloudToDeviceMethod is required."))?;
-                crate::methods::validate(m)?;
+                super::methods::validate(m)?;
             }
             _ => {
                 let patch = req
@@ -213,7 +95,7 @@ impl Hub {
         store.make_room()?;
         let mut job = JobResponse::new(id, req.job_type);
         job.query_condition = Some(req.query_condition);
-        job.created_time = Some(now());
+        job.created_time = Some(now_timestamp());
         job.start_time = Some(std::time::SystemTime::from(start).into());
         job.max_execution_time_in_seconds = Some(req.max_execution_time_in_seconds);
         job.cloud_to_device_method = req.cloud_to_device_method;
@@ -242,7 +124,7 @@ impl Hub {
         })?;
         if is_active(job.status) {
             job.status = JobStatus::Cancelled;
-            job.end_time = Some(now());
+            job.end_time = Some(now_timestamp());
         }
         let job = job.clone();
         store.touch(id);
@@ -458,6 +340,6 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
         if outcome_status == JobStatus::Failed {
             j.failure_reason = Some("The job exceeded maxExecutionTimeInSeconds.".into());
         }
-        j.end_time.get_or_insert_with(now);
+        j.end_time.get_or_insert_with(now_timestamp);
     });
 }

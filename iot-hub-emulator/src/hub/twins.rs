@@ -1,10 +1,11 @@
 //! Twin operations on the service side, and the notifications they trigger on the device side.
 
+use super::registry::{DeviceRecord, etag_matches};
+use super::twin_state::{DesiredChange, TwinState};
+use super::{Hub, sub};
+use crate::clock::now_string;
 use crate::error::ApiError;
-use crate::hub::{Hub, lock, now_string, sub};
-use crate::identities::etag_matches;
-use crate::registry::DeviceRecord;
-use crate::twin_state::{DesiredChange, TwinState};
+use crate::locks::lock;
 use bytes::Bytes;
 use iot_common::{Twin, topic};
 use serde::Deserialize as _;

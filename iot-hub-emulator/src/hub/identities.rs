@@ -1,24 +1,15 @@
 //! Identity registry operations: create, read, update, delete devices and modules.
 
+use super::Hub;
+use super::registry::{DeviceRecord, ModuleRecord, ensure_keys, etag_matches};
+use super::twin_state::TwinState;
+use crate::clock::{now_string, now_timestamp};
 use crate::error::ApiError;
-use crate::hub::{Hub, lock, now_string, now_timestamp};
-use crate::registry::{DeviceRecord, ModuleRecord, ensure_keys};
-use crate::twin_state::TwinState;
+use crate::locks::lock;
 use iot_common::connection_string::validate_id;
 use iot_common::registry::{Device, Module, RegistryStatistics};
 use iot_common::twin::{ConnectionState, DeviceStatus};
 use iot_common::{ErrorCode, Timestamp};
-
-/// `true` when `If-Match` is absent or a wildcard, or names `current` (quotes and `W/` ignored).
-pub(crate) fn etag_matches(if_match: Option<&str>, current: &str) -> bool {
-    match if_match.map(str::trim) {
-        None | Some("") | Some("*") | Some("\"*\"") => true,
-        Some(tag) => {
-            let tag = tag.strip_prefix("W/").unwrap_or(tag);
-            tag.trim_matches('"') == current
-        }
-    }
-}
 
 fn check_id(field: &'static str, id: &str) -> Result<(), ApiError> {
     validate_id(field, id).map_err(|e| ApiError::bad_request(e.to_string()))
@@ -128,6 +119,8 @@ impl Hub {
             }
         }
         self.disconnect(id, None);
+        // Its pending messages go with it; one in flight is dropped when its connection ends.
+        self.drop_c2d(id);
         self.mark_dirty();
         Ok(())
     }

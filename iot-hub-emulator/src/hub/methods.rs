@@ -1,8 +1,9 @@
 //! Direct methods: route a service request to the device's live session and wait for its
 //! answer, with the hub's timeouts and error codes. No request waits forever.
 
+use super::{Hub, Outbound, SessionHandle, sub};
 use crate::error::ApiError;
-use crate::hub::{Hub, Outbound, lock, sub};
+use crate::locks::lock;
 use bytes::Bytes;
 use iot_common::{ErrorCode, MethodInvocation, MethodInvocationResult, topic};
 use serde_json::Value;
@@ -57,7 +58,7 @@ impl Hub {
         let connect_timeout = request.connect_timeout();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
         let session = loop {
-            let notified = self.session_changed.notified();
+            let notified = self.sessions.changed.notified();
             if let Some(s) = self.session(device_id, module_id)
                 && s.subscribed(sub::METHODS)
             {
@@ -111,7 +112,7 @@ impl Hub {
     /// Completes a pending method call with the device's answer; `false` when none waits.
     pub(crate) fn complete_method(
         &self,
-        session: &crate::hub::SessionHandle,
+        session: &SessionHandle,
         rid: &str,
         reply: (i32, Bytes),
     ) -> bool {

@@ -1,7 +1,8 @@
 //! The identity registry as stored: devices, modules, their twins, and the shared access
 //! policies. This is what `--state DIR` persists.
 
-use crate::twin_state::TwinState;
+use super::persistence::{Kind, Loaded, Write};
+use super::twin_state::TwinState;
 use base64::Engine as _;
 use iot_common::Secret;
 use iot_common::registry::{Device, Module, SymmetricKey};
@@ -24,8 +25,11 @@ impl Rights {
     pub const SERVICE_CONNECT: Self = Self(4);
     /// Device-facing endpoints.
     pub const DEVICE_CONNECT: Self = Self(8);
-    /// Everything (`iothubowner`).
+    /// Everything on the hub (`iothubowner`).
     pub const ALL: Self = Self(15);
+    /// The Device Provisioning Service's enrollment API (`provisioningserviceowner`): a
+    /// separate service, so `iothubowner` does not hold it.
+    pub const PROVISIONING: Self = Self(16);
 
     /// Both sets of rights.
     pub const fn union(self, other: Self) -> Self {
@@ -47,9 +51,10 @@ pub(crate) struct Policy {
 }
 
 /// The default policies of a new hub.
-pub(crate) fn default_policies() -> [(&'static str, Rights); 5] {
+pub(crate) fn default_policies() -> [(&'static str, Rights); 6] {
     [
         ("iothubowner", Rights::ALL),
+        ("provisioningserviceowner", Rights::PROVISIONING),
         ("service", Rights::SERVICE_CONNECT),
         ("device", Rights::DEVICE_CONNECT),
         ("registryRead", Rights::REGISTRY_READ),
@@ -180,8 +185,7 @@ impl Registry {
     }
 
     /// The changes since the last call, as store rows.
-    pub(crate) fn take_changes(&mut self) -> Vec<crate::store::Write> {
-        use crate::store::Kind;
+    pub(crate) fn take_changes(&mut self) -> Vec<Write> {
         let changes = std::mem::take(&mut self.changes.devices);
         let mut out = Vec::with_capacity(changes.len() + 2);
         for id in changes {
@@ -206,10 +210,7 @@ impl Registry {
     }
 
     /// A registry from the store's rows.
-    pub(crate) fn from_rows(
-        loaded: &mut crate::store::Loaded,
-    ) -> Result<Self, (String, serde_json::Error)> {
-        use crate::store::Kind;
+    pub(crate) fn from_rows(loaded: &mut Loaded) -> Result<Self, (String, serde_json::Error)> {
         let mut reg = Self::default();
         for (id, v) in loaded.take(Kind::Device) {
             let rec = serde_json::from_slice(&v).map_err(|e| (format!("device {id}"), e))?;
@@ -261,4 +262,15 @@ pub(crate) fn keys_of(keys: Option<&SymmetricKey>) -> Vec<Secret> {
             .collect()
     })
     .unwrap_or_default()
+}
+
+/// `true` when `If-Match` is absent or a wildcard, or names `current` (quotes and `W/` ignored).
+pub(crate) fn etag_matches(if_match: Option<&str>, current: &str) -> bool {
+    match if_match.map(str::trim) {
+        None | Some("") | Some("*") | Some("\"*\"") => true,
+        Some(tag) => {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag.trim_matches('"') == current
+        }
+    }
 }

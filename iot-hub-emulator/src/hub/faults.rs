@@ -79,7 +79,7 @@ impl FaultState {
             self.retry_after_secs.store(n, Ordering::Release);
         }
         if let Some(secs) = s.refuse_connections_secs {
-            *crate::hub::lock(&self.refuse_until) =
+            *crate::locks::lock(&self.refuse_until) =
                 (secs > 0).then(|| Instant::now() + Duration::from_secs(secs));
         }
         if let Some(ms) = s.method_delay_ms {
@@ -115,7 +115,7 @@ impl FaultState {
     }
 
     pub(crate) fn refuse_connection(&self) -> bool {
-        let refuse = crate::hub::lock(&self.refuse_until).is_some_and(|t| Instant::now() < t);
+        let refuse = crate::locks::lock(&self.refuse_until).is_some_and(|t| Instant::now() < t);
         if refuse {
             self.count();
         }

@@ -2,10 +2,12 @@
 //! messages and in bytes (oldest dropped first), with sequence numbers so that readers can
 //! page through it while it moves.
 
+use crate::locks::lock;
 use bytes::Bytes;
 use iot_common::MessageProperties;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 
 /// A device-to-cloud message kept by the emulator.
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +123,39 @@ fn serialize_props<S: serde::Serializer>(p: &MessageProperties, s: S) -> Result<
         .collect();
     m.serialize_entry("application", &custom)?;
     m.end()
+}
+
+/// The telemetry store: the bounded buffer behind its own lock.
+#[derive(Debug)]
+pub(crate) struct Telemetry(Mutex<TelemetryBuffer>);
+
+impl Telemetry {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self(Mutex::new(TelemetryBuffer::new(max_messages, max_bytes)))
+    }
+
+    pub(crate) fn push(&self, record: TelemetryRecord) {
+        lock(&self.0).push(record);
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.0).clear();
+    }
+
+    pub(crate) fn all(&self, device_id: Option<&str>) -> Vec<TelemetryRecord> {
+        lock(&self.0).all(device_id)
+    }
+
+    /// See [`TelemetryBuffer::page`].
+    pub(crate) fn page(
+        &self,
+        device_id: Option<&str>,
+        from: u64,
+        top: usize,
+        max_bytes: usize,
+    ) -> (Vec<TelemetryRecord>, Option<u64>) {
+        lock(&self.0).page(device_id, from, top, max_bytes)
+    }
 }
 
 /// The bounded buffer: at most `max_messages` records and `max_bytes` of record cost.

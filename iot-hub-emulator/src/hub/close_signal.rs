@@ -1,7 +1,7 @@
 //! "Close this connection": a signal that reaches a connection task even when its outbound
 //! queue is full or it is blocked writing to a device that stopped reading.
 
-use crate::hub::lock;
+use crate::locks::lock;
 use std::sync::Mutex;
 use tokio::sync::Notify;
 

@@ -1,0 +1,336 @@
+//! The Device Provisioning Service over HTTPS: the device registration API
+//! (`/{scope}/registrations/{id}/…`, SAS in `Authorization`) and the enrollment service API
+//! (`/enrollments`, `/enrollmentGroups`, `/registrations`, signed by
+//! `provisioningserviceowner`). Collection names match case-insensitively where the official
+//! SDKs spell them differently.
+
+use super::AppState;
+use super::paging::page;
+use super::response::{ApiResult, JSON, authorize, if_match, parse_json};
+use crate::clock::unix_now;
+use crate::dps::{DpsError, EnrollmentGroup, IndividualEnrollment};
+use crate::hub::registry::Rights;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use bytes::Bytes;
+use iot_common::provisioning::{RegistrationRequest, RegistrationStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+impl IntoResponse for DpsError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        answer(status, &self.body())
+    }
+}
+
+fn answer<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut r = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    r
+}
+
+fn with_etag(mut r: Response, etag: Option<&str>) -> Response {
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn service_auth(s: &AppState, h: &HeaderMap) -> Result<(), DpsError> {
+    authorize(&s.hub, h, Rights::PROVISIONING).map_err(|_| DpsError::unauthorized())
+}
+
+fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, DpsError> {
+    parse_json(b).map_err(|e| DpsError::bad_request(e.message))
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{scope}/registrations/{rid}/register", put(register))
+        .route(
+            "/{scope}/registrations/{rid}/operations/{op}",
+            axum::routing::get(operation),
+        )
+        .route("/enrollments/query", post(query_enrollments))
+        .route("/enrollments/", post(bulk_enrollments))
+        .route(
+            "/enrollments/{id}",
+            put(put_enrollment)
+                .get(get_enrollment)
+                .delete(delete_enrollment),
+        )
+        .route(
+            "/enrollments/{id}/attestationmechanism",
+            post(enrollment_attestation),
+        )
+        .route("/enrollmentGroups/query", post(query_groups))
+        .route("/enrollmentgroups/query", post(query_groups))
+        .route(
+            "/enrollmentGroups/{id}",
+            put(put_group).get(get_group).delete(delete_group),
+        )
+        .route(
+            "/enrollmentgroups/{id}",
+            put(put_group).get(get_group).delete(delete_group),
+        )
+        .route(
+            "/enrollmentGroups/{id}/attestationmechanism",
+            post(group_attestation),
+        )
+        .route(
+            "/enrollmentgroups/{id}/attestationmechanism",
+            post(group_attestation),
+        )
+        .route(
+            "/registrations/{id}",
+            axum::routing::get(get_registration).delete(delete_registration),
+        )
+        .route("/registrations/{id}/query", post(query_group_registrations))
+}
+
+// ---- the device registration API ----
+
+fn device_auth(
+    s: &AppState,
+    scope: &str,
+    rid: &str,
+    h: &HeaderMap,
+) -> Result<crate::dps::Attestor, DpsError> {
+    if scope != s.hub.dps.id_scope() {
+        return Err(DpsError::not_found("ID scope"));
+    }
+    let token = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(DpsError::unauthorized)?;
+    s.hub.dps.authorize_sas(rid, token, unix_now())
+}
+
+async fn register(
+    State(s): State<AppState>,
+    Path((scope, rid)): Path<(String, String)>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Result<Response, DpsError> {
+    let who = device_auth(&s, &scope, &rid, &h)?;
+    let request: RegistrationRequest = body(&b)?;
+    let op = s.hub.dps.register(&who, &request, s.hub.as_ref())?;
+    s.hub.mark_dirty();
+    if op.status != RegistrationStatus::Assigning {
+        return Ok(answer(StatusCode::OK, &op));
+    }
+    let mut r = answer(StatusCode::ACCEPTED, &op);
+    if let Ok(v) = HeaderValue::from_str(&s.hub.dps.retry_after().to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Ok(r)
+}
+
+async fn operation(
+    State(s): State<AppState>,
+    Path((scope, rid, op)): Path<(String, String, String)>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    device_auth(&s, &scope, &rid, &h)?;
+    Ok(answer(StatusCode::OK, &s.hub.dps.operation(&rid, &op)?))
+}
+
+// ---- the enrollment service API ----
+
+async fn put_enrollment(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let e = s.hub.dps.put_enrollment(&id, body(&b)?, if_match(&h))?;
+    s.hub.mark_dirty();
+    Ok(with_etag(answer(StatusCode::OK, &e), e.etag.as_deref()))
+}
+
+async fn get_enrollment(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let e = s.hub.dps.enrollment(&id)?;
+    Ok(with_etag(answer(StatusCode::OK, &e), e.etag.as_deref()))
+}
+
+async fn delete_enrollment(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    s.hub.dps.delete_enrollment(&id, if_match(&h))?;
+    s.hub.mark_dirty();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn enrollment_attestation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    Ok(answer(
+        StatusCode::OK,
+        &s.hub.dps.enrollment(&id)?.attestation,
+    ))
+}
+
+fn paged<T: Serialize>(h: &HeaderMap, rows: Vec<T>, item_type: &'static str) -> ApiResult {
+    let (rows, next) = page(h, rows)?;
+    let mut r = answer(StatusCode::OK, &rows);
+    let headers = r.headers_mut();
+    headers.insert("x-ms-item-type", HeaderValue::from_static(item_type));
+    if let Some(v) = next.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert("x-ms-continuation", v);
+    }
+    Ok(r)
+}
+
+async fn query_enrollments(State(s): State<AppState>, h: HeaderMap) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    paged(&h, s.hub.dps.enrollments(), "enrollment").map_err(|e| DpsError::bad_request(e.message))
+}
+
+#[derive(Deserialize)]
+struct BulkOperation {
+    mode: String,
+    enrollments: Vec<IndividualEnrollment>,
+}
+
+async fn bulk_enrollments(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let op: BulkOperation = body(&b)?;
+    if op.enrollments.len() > 10 {
+        return Err(DpsError::bad_request(
+            "A bulk operation holds at most 10 enrollments.",
+        ));
+    }
+    let mut errors = Vec::new();
+    for e in op.enrollments {
+        let id = e.registration_id.clone();
+        let result = match op.mode.as_str() {
+            "create" => match s.hub.dps.enrollment(&id) {
+                Ok(_) => Err(DpsError::new(409, 409201, "The enrollment already exists.")),
+                Err(_) => s.hub.dps.put_enrollment(&id, e, None).map(drop),
+            },
+            "update" => s.hub.dps.put_enrollment(&id, e, None).map(drop),
+            "updateIfMatchETag" => {
+                let etag = e.etag.clone();
+                s.hub.dps.put_enrollment(&id, e, etag.as_deref()).map(drop)
+            }
+            "delete" => s.hub.dps.delete_enrollment(&id, e.etag.as_deref()),
+            _ => return Err(DpsError::bad_request("Unknown bulk mode.")),
+        };
+        if let Err(err) = result {
+            errors.push(
+                json!({"registrationId": id, "errorCode": err.code, "errorStatus": err.message}),
+            );
+        }
+    }
+    s.hub.mark_dirty();
+    Ok(answer(
+        StatusCode::OK,
+        &json!({"isSuccessful": errors.is_empty(), "errors": errors}),
+    ))
+}
+
+async fn put_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let g: EnrollmentGroup = body(&b)?;
+    let g = s.hub.dps.put_group(&id, g, if_match(&h))?;
+    s.hub.mark_dirty();
+    Ok(with_etag(answer(StatusCode::OK, &g), g.etag.as_deref()))
+}
+
+async fn get_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let g = s.hub.dps.group(&id)?;
+    Ok(with_etag(answer(StatusCode::OK, &g), g.etag.as_deref()))
+}
+
+async fn delete_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    s.hub.dps.delete_group(&id, if_match(&h))?;
+    s.hub.mark_dirty();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn group_attestation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    Ok(answer(StatusCode::OK, &s.hub.dps.group(&id)?.attestation))
+}
+
+async fn query_groups(State(s): State<AppState>, h: HeaderMap) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    paged(&h, s.hub.dps.groups(), "enrollmentGroup").map_err(|e| DpsError::bad_request(e.message))
+}
+
+async fn get_registration(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let r = s.hub.dps.registration(&id)?;
+    Ok(with_etag(answer(StatusCode::OK, &r), r.etag.as_deref()))
+}
+
+async fn delete_registration(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    s.hub.dps.delete_registration(&id, if_match(&h))?;
+    s.hub.mark_dirty();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn query_group_registrations(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    let rows: Vec<Value> = s
+        .hub
+        .dps
+        .group_registrations(&id)
+        .into_iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    paged(&h, rows, "deviceRegistration").map_err(|e| DpsError::bad_request(e.message))
+}
