@@ -4,9 +4,9 @@
 //! Every call that changes what `--state` keeps returns only once the change is committed,
 //! as a REST answer would: a `kill -9` right after it returns loses nothing.
 
-use crate::TelemetryRecord;
 use crate::endpoints::Endpoints;
 use crate::error::{ApiError, EmulatorApiError, EmulatorError};
+use crate::hub::TelemetryRecord;
 use crate::hub::{C2dMessage, FaultSettings, Hub};
 use iot_common::registry::{Device, Module};
 use iot_common::{ErrorCode, MethodInvocation, MethodInvocationResult, Twin};

@@ -6,7 +6,7 @@
 //! ```
 //! Missing keys are generated.
 
-use crate::EmulatorError;
+use crate::error::EmulatorError;
 use crate::hub::registry::generate_key;
 use iot_common::Secret;
 use iot_common::registry::SymmetricKey;

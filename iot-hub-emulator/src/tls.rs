@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::EmulatorError;
+use crate::error::EmulatorError;
 
 const CA_FILE: &str = "ca.pem";
 const CERT_FILE: &str = "server.pem";

@@ -176,7 +176,7 @@ async fn disconnect_all(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
 
 async fn set_faults(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
-    let settings: crate::FaultSettings = super::response::parse_json(&body)?;
+    let settings: crate::hub::FaultSettings = super::response::parse_json(&body)?;
     s.hub.faults.apply(&settings);
     Ok(json(
         StatusCode::OK,

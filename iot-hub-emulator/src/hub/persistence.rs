@@ -2,7 +2,8 @@
 //! `synchronous=FULL`) written by one thread that commits every pending change in one
 //! transaction. Callers learn the sequence number of their change and wait for it to be
 //! committed before they answer their client, so nothing acknowledged is lost on `kill -9`
-//! and the cost of an fsync is shared by everyone who wrote meanwhile (group commit).
+//! and the cost of an fsync is shared by everyone who wrote meanwhile (group commit, with a
+//! short window that lets a burst of callers land in one commit, see `Store::gather`).
 //!
 //! Rows are `(kind, key) -> JSON`: one per device record (with its modules and twins), per
 //! policy, per persistent MQTT session, plus a few counters. A change rewrites only its row.
@@ -13,7 +14,7 @@ use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -28,6 +29,12 @@ pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The first pause after a failed commit; it doubles up to [`MAX_RETRY_PAUSE`].
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// A batch stays open while changes keep arriving at least this often…
+const GATHER_IDLE: Duration = Duration::from_micros(100);
+/// …and at most this long: the most a change waits before its commit starts.
+const GATHER_MAX: Duration = Duration::from_millis(1);
+/// Commits between two checkpoints: the WAL holds at most this many commits' pages.
+const CHECKPOINT_EVERY: u32 = 32;
 /// At shutdown a failing commit is retried this many times before the pending changes are
 /// reported lost.
 const SHUTDOWN_RETRIES: u32 = 10;
@@ -217,7 +224,10 @@ impl Store {
         }
         // FULL: the WAL is synced on every commit, so an acknowledged change survives a
         // power cut as well as a killed process; group commit keeps this affordable.
-        conn.execute_batch("PRAGMA synchronous=FULL;")
+        // Checkpoints (copying the WAL into the database file, with an fsync of it) are run
+        // by the writer after it has answered a commit's waiters, not inside the commit as
+        // SQLite's automatic checkpoint would (see `run`).
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;")
             .map_err(|e| state_error(&path, e))?;
         let store = Arc::new(Self {
             path,
@@ -316,9 +326,29 @@ impl Store {
         }
     }
 
+    /// The group-commit window. The callers answered by the previous commit send their next
+    /// changes a moment later; committing the first of them alone would make the rest wait
+    /// for a whole commit (an fsync) more. So the batch is held open while changes keep
+    /// arriving: until [`GATHER_IDLE`] passes without one, or [`GATHER_MAX`] in all.
+    fn gather<'a>(&'a self, mut p: MutexGuard<'a, Pending>) -> MutexGuard<'a, Pending> {
+        let opened = std::time::Instant::now();
+        let mut seen = p.seq;
+        while opened.elapsed() < GATHER_MAX && !p.closing {
+            drop(p);
+            std::thread::sleep(GATHER_IDLE);
+            p = lock(&self.pending);
+            if p.seq == seen {
+                break;
+            }
+            seen = p.seq;
+        }
+        p
+    }
+
     fn run(&self, mut conn: Connection) {
         let mut pause = FIRST_RETRY_PAUSE;
         let mut failures_at_close = 0;
+        let mut since_checkpoint = 0;
         loop {
             let (batch, seq, closing) = {
                 let mut p = lock(&self.pending);
@@ -327,6 +357,9 @@ impl Store {
                         .wake
                         .wait(p)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if !p.closing {
+                    p = self.gather(p);
                 }
                 if p.writes.is_empty() {
                     return;
@@ -340,6 +373,18 @@ impl Store {
                         c.seq = seq;
                         c.error = None;
                     });
+                    // After the waiters are answered: a checkpoint delays only the next batch.
+                    // Every CHECKPOINT_EVERY commits bounds the WAL; with one writer and no
+                    // open reads it completes, and the next commit starts the WAL over.
+                    since_checkpoint += 1;
+                    if since_checkpoint >= CHECKPOINT_EVERY {
+                        since_checkpoint = 0;
+                        if let Err(e) =
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::debug!(error = %e, "state checkpoint deferred");
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, rows = batch.len(), "could not commit the state; retrying");

@@ -202,7 +202,7 @@ impl Hub {
         device_id: &str,
         module_id: Option<&str>,
         patch: &Value,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<(u64, u64), ApiError> {
         let now = now_string();
         let version = {
             let mut reg = lock(&self.registry);
@@ -211,7 +211,6 @@ impl Hub {
                 .ok_or_else(|| ApiError::device_not_found(device_id))?;
             twin_mut(rec, device_id, module_id)?.patch_reported(patch, &now)?
         };
-        self.mark_dirty();
-        Ok(version)
+        Ok((version, self.mark_dirty()))
     }
 }

@@ -42,8 +42,9 @@ struct Connection {
     c2d_in_flight: HashMap<u16, C2dMessage>,
     /// `clean_session=false`: subscriptions outlive the connection (and a restart).
     persistent: bool,
-    /// Something in `out` acknowledges a change that must be committed before it is sent.
-    must_commit: bool,
+    /// Something in `out` acknowledges a change that must be committed before it is sent:
+    /// the store's sequence number to wait for (0: nothing).
+    commit_seq: u64,
 }
 
 /// Reads the first packet; a CONNECT whose protocol level is not 4 is reported as
@@ -163,7 +164,7 @@ where
         hub: hub.clone(),
         session: session.clone(),
         persistent: !connect.clean_session,
-        must_commit: false,
+        commit_seq: 0,
         out,
         next_pkid: 0,
         c2d_in_flight: HashMap::new(),
@@ -200,13 +201,11 @@ where
         }
         if !conn.out.is_empty() {
             // A twin 204 or a SUBACK says a change is kept: it goes out once committed.
-            let commit = std::mem::take(&mut conn.must_commit).then(|| hub.durable_seq());
+            let commit = std::mem::take(&mut conn.commit_seq);
             let write = tokio::time::timeout(crate::limits::MQTT_WRITE_TIMEOUT, async {
-                if let Some(seq) = commit {
-                    hub.wait_durable(seq)
-                        .await
-                        .map_err(|e| std::io::Error::other(e.message))?;
-                }
+                hub.wait_durable(commit)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.message))?;
                 wr.write_all(&conn.out).await?;
                 wr.flush().await
             });
@@ -382,7 +381,7 @@ impl Connection {
                 }
                 if self.persistent {
                     self.hub.save_subscriptions(&self.session);
-                    self.must_commit = true;
+                    self.commit_seq = self.commit_seq.max(self.hub.durable_seq());
                 }
                 self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
                 self.hub.sessions.changed.notify_waiters();
@@ -399,7 +398,7 @@ impl Connection {
                 }
                 if self.persistent {
                     self.hub.save_subscriptions(&self.session);
-                    self.must_commit = true;
+                    self.commit_seq = self.commit_seq.max(self.hub.durable_seq());
                 }
                 self.write(Packet::UnsubAck(UnsubAck::new(u.pkid)));
                 Flow::Continue
@@ -489,8 +488,10 @@ impl Connection {
                             .patch_reported(&device_id, module_id.as_deref(), &patch)
                     });
                 match result {
-                    Ok(version) => {
-                        self.must_commit = true;
+                    Ok((version, seq)) => {
+                        // Its own change's number: a later change queued meanwhile by another
+                        // connection need not be waited for.
+                        self.commit_seq = self.commit_seq.max(seq);
                         self.twin_reply(204, &rid, Some(version), Bytes::new());
                     }
                     Err(e) => {
