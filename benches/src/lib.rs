@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod emulator;
+pub mod floor;
 pub mod measure;
 pub mod soak;
 pub mod stats;

@@ -16,12 +16,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "SW9USHViRW11bGF0b3JEZXZlbG9wbWVudERldmljZTE=";
+/// The size of the floor's request and answer: about a direct method's JSON payload.
+const FLOOR_PAYLOAD: usize = 200;
 
 #[derive(Parser, Debug)]
 #[command(about = "End-to-end benchmarks of azure-iot-rs against the emulator")]
 struct Args {
-    /// Scenarios to run: roundtrip, reported, throughput, creates, fleet, query
-    /// (comma-separated) or all.
+    /// Scenarios to run: floor, roundtrip, reported, throughput, creates, fleet, query
+    /// (comma-separated) or all. The floor (a bare TLS round trip) is measured whenever a
+    /// round-trip figure is, so that each is also reported as a multiple of two floors.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Sequential calls for the round trip and sequential patches.
@@ -158,6 +161,39 @@ async fn roundtrip(b: &Bench, n: usize) -> Result<Value, Box<dyn std::error::Err
         l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
     );
     Ok(json!(l))
+}
+
+/// Twice the floor's median: what a direct method (two round trips) cannot beat.
+fn two_floors(results: &serde_json::Map<String, Value>) -> Option<f64> {
+    results.get("floor")?["two_floors_ms"].as_f64()
+}
+
+/// `latency`'s percentiles as multiples of `two_floors_ms`, printed and returned.
+fn versus_floor(what: &str, latency: &Value, two_floors_ms: f64) -> Value {
+    let x = |k: &str| latency[k].as_f64().unwrap_or(f64::NAN) / two_floors_ms;
+    println!(
+        "{what} as multiples of two floors ({two_floors_ms:.3} ms): p50 {:.2}x  p90 {:.2}x  p99 {:.2}x",
+        x("p50_ms"),
+        x("p90_ms"),
+        x("p99_ms")
+    );
+    json!({ "p50": x("p50_ms"), "p90": x("p90_ms"), "p99": x("p99_ms") })
+}
+
+async fn floor(n: usize) -> Result<Value, Box<dyn std::error::Error>> {
+    let l = iot_benches::floor::tls_round_trip(n, FLOOR_PAYLOAD)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "floor: bare TLS round trip, {FLOOR_PAYLOAD} bytes each way, loopback, one process: {} trips  p50 {:.3} ms  p99 {:.3} ms; two floors {:.3} ms",
+        l.count,
+        l.p50_ms,
+        l.p99_ms,
+        2.0 * l.p50_ms
+    );
+    Ok(
+        json!({ "tls_round_trip": l, "payload_bytes": FLOOR_PAYLOAD, "two_floors_ms": 2.0 * l.p50_ms }),
+    )
 }
 
 async fn concurrent<F, Fut>(total: usize, concurrency: usize, op: F) -> (Latency, f64, usize)
@@ -501,8 +537,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "machine".into(),
         json!({ "cores": cpus, "fd_limit": fd_limit }),
     );
+    if want("floor") || want("roundtrip") || want("throughput") || args.python {
+        results.insert("floor".into(), floor(args.calls).await?);
+    }
     if want("roundtrip") {
-        results.insert("roundtrip".into(), roundtrip(&b, args.calls).await?);
+        let rt = roundtrip(&b, args.calls).await?;
+        if let Some(two) = two_floors(&results) {
+            results.insert(
+                "roundtrip_x_two_floors".into(),
+                versus_floor("method round trip", &rt, two),
+            );
+        }
+        results.insert("roundtrip".into(), rt);
     }
     if want("reported") {
         results.insert(
@@ -511,7 +557,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if want("throughput") {
-        results.insert("throughput".into(), throughput(&b, &args).await?);
+        let tp = throughput(&b, &args).await?;
+        if let Some(two) = two_floors(&results) {
+            results.insert(
+                "throughput_methods_x_two_floors".into(),
+                versus_floor("method under load", &tp["methods"]["latency"], two),
+            );
+        }
+        results.insert("throughput".into(), tp);
     }
     if want("creates") {
         results.insert("creates".into(), creates(&b, &args).await?);
@@ -525,6 +578,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.python {
         let py_rt = python(&b, &args, "roundtrip", args.calls.min(1000)).await?;
         println!("python SDKs round trip: {py_rt}");
+        if let Some(two) = two_floors(&results) {
+            results.insert(
+                "python_roundtrip_x_two_floors".into(),
+                versus_floor("python SDKs round trip", &py_rt, two),
+            );
+        }
         let py_fleet = python(&b, &args, "fleet", args.python_fleet).await?;
         println!("python SDK fleet: {py_fleet}");
         if let Some(rust) = results.get("roundtrip") {
