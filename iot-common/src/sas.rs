@@ -259,6 +259,19 @@ impl fmt::Debug for SasToken {
     }
 }
 
+/// `time` as SAS expiries count it: whole seconds since the Unix epoch (0 before it). The
+/// clients pass `SystemTime::now()`; this crate reads no clock itself.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_999);
+/// assert_eq!(iot_common::sas::unix_seconds(t), 1_700_000_000);
+/// ```
+pub fn unix_seconds(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// When a token valid for `ttl` should be replaced, counted from its signing: after 85 % of
 /// its lifetime, earlier when the holder needs `lead` to act on it (the device client notices
 /// a due renewal only between MQTT events, so it passes twice its keep-alive), never before

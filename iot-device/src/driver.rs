@@ -18,7 +18,7 @@ use rumqttc::{
 };
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 /// Where the MQTT password comes from.
@@ -39,9 +39,7 @@ impl Credentials {
             Self::Token(t) => Ok((t.clone(), None)),
             Self::Key { key, key_name } => {
                 let ttl = shared.options.sas_ttl;
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
+                let now = Duration::from_secs(iot_common::sas::unix_seconds(SystemTime::now()));
                 let expiry = now.as_secs() + ttl.as_secs();
                 let resource = iot_common::sas::device_resource(
                     &shared.host_name,

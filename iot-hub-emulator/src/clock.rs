@@ -22,7 +22,5 @@ pub(crate) fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    iot_common::sas::unix_seconds(std::time::SystemTime::now())
 }

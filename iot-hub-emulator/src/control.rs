@@ -5,7 +5,7 @@
 //! as a REST answer would: a `kill -9` right after it returns loses nothing.
 
 use crate::endpoints::Endpoints;
-use crate::error::{ApiError, EmulatorApiError, EmulatorError};
+use crate::error::{EmulatorApiError, EmulatorError, HubRefusal};
 use crate::hub::TelemetryRecord;
 use crate::hub::{C2dMessage, FaultSettings, Hub};
 use iot_common::registry::{Device, Module};
@@ -32,9 +32,9 @@ impl<'a> HubOps<'a> {
     }
 
     /// Waits until what this handle changed is committed.
-    fn committed(&self) -> Result<(), ApiError> {
+    fn committed(&self) -> Result<(), HubRefusal> {
         self.hub().flush().map_err(|e| {
-            ApiError::new(
+            HubRefusal::new(
                 ErrorCode::ServiceUnavailable,
                 format!("The change could not be stored yet ({e}); it is retried."),
             )

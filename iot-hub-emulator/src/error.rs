@@ -51,13 +51,13 @@ fn bind_hint(addr: std::net::SocketAddr, flag: &str, e: &std::io::Error) -> Stri
 
 /// An error the hub answers an API call with: an error code, a message, optional `info`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ApiError {
+pub(crate) struct HubRefusal {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
     pub(crate) info: Option<Value>,
 }
 
-impl ApiError {
+impl HubRefusal {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -101,7 +101,7 @@ impl ApiError {
     }
 }
 
-impl From<iot_common::TwinError> for ApiError {
+impl From<iot_common::TwinError> for HubRefusal {
     fn from(e: iot_common::TwinError) -> Self {
         let code = match e {
             iot_common::TwinError::TooLarge { .. } => ErrorCode::MessageTooLarge,
@@ -122,8 +122,8 @@ pub struct EmulatorApiError {
     pub message: String,
 }
 
-impl From<ApiError> for EmulatorApiError {
-    fn from(e: ApiError) -> Self {
+impl From<HubRefusal> for EmulatorApiError {
+    fn from(e: HubRefusal) -> Self {
         Self {
             code: e.code,
             message: e.message,

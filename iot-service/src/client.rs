@@ -9,7 +9,7 @@ use reqwest::Method;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// A rustls configuration trusting the platform roots and `extra_ca_pem` (`iot_common::tls`,
 /// shared with the device client), offering HTTP/1.1.
@@ -123,12 +123,6 @@ impl std::fmt::Debug for ServiceClient {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl ServiceClient {
     /// A client from a service connection string
     /// (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`). `HostName` may carry a port,
@@ -198,7 +192,7 @@ impl ServiceClient {
     /// The `Authorization` header: a cached policy token, re-signed shortly before expiry.
     fn authorization(&self) -> Result<HeaderValue> {
         let ttl = self.inner.options.sas_ttl;
-        let now = unix_now();
+        let now = iot_common::sas::unix_seconds(SystemTime::now());
         let mut cached = self
             .inner
             .token

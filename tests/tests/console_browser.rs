@@ -227,13 +227,14 @@ async fn a_stale_etag_edit_shows_the_conflict_and_writes_nothing() {
     device_page(&b, &hub, "valve-2").await;
 
     // Someone else writes the twin after the page loaded it.
-    hub.hub().update_twin(
-        "valve-2",
-        None,
-        &json!({"properties": {"desired": {"mode": "auto"}}}),
-        false,
-    )
-    .unwrap();
+    hub.hub()
+        .update_twin(
+            "valve-2",
+            None,
+            &json!({"properties": {"desired": {"mode": "auto"}}}),
+            false,
+        )
+        .unwrap();
     b.type_into("#desired-editor", r#"{"mode": "manual"}"#)
         .await;
     b.click("#twin-save").await;
@@ -345,7 +346,8 @@ async fn the_query_jobs_connection_and_fault_pages_work() {
     let hub = Emulator::builder().start().await.unwrap();
     hub.hub().create_device("lab-1").unwrap();
     hub.hub().create_device("lab-2").unwrap();
-    hub.hub().update_twin("lab-2", None, &json!({"tags": {"site": "lab"}}), false)
+    hub.hub()
+        .update_twin("lab-2", None, &json!({"tags": {"site": "lab"}}), false)
         .unwrap();
     let service = iot_service::ServiceClient::from_connection_string(
         &hub.service_connection_string(),

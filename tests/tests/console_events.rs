@@ -61,9 +61,10 @@ async fn hub_with_30_messages() -> RunningEmulator {
     let options = DeviceClientOptions::new()
         .trust_ca_pem(hub.ca_pem())
         .unwrap();
-    let dev = DeviceClient::from_connection_string(&hub.hub().create_device("gauge").unwrap(), options)
-        .await
-        .unwrap();
+    let dev =
+        DeviceClient::from_connection_string(&hub.hub().create_device("gauge").unwrap(), options)
+            .await
+            .unwrap();
     for i in 0..30 {
         dev.send_telemetry(Message::new(format!("m{i}")))
             .await
@@ -131,9 +132,10 @@ async fn a_reader_that_fell_behind_the_buffer_is_told_how_many_it_missed() {
     let options = DeviceClientOptions::new()
         .trust_ca_pem(hub.ca_pem())
         .unwrap();
-    let other = DeviceClient::from_connection_string(&hub.hub().create_device("other").unwrap(), options)
-        .await
-        .unwrap();
+    let other =
+        DeviceClient::from_connection_string(&hub.hub().create_device("other").unwrap(), options)
+            .await
+            .unwrap();
     other.send_telemetry(Message::new("mine")).await.unwrap();
     let text = read_until(r, |t| t.contains("\"mine\"")).await;
     assert_eq!(events(&text, "telemetry").len(), 1, "{text}");

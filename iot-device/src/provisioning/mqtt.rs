@@ -15,12 +15,6 @@ const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Waits before reconnecting after a connection dropped mid-registration.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn options(c: &ProvisioningClient) -> Result<MqttOptions> {
     let (host, port) = split_host_port(&c.endpoint, 8883);
     let mut o = MqttOptions::new(c.registration_id.clone(), host, port);
@@ -36,7 +30,7 @@ fn options(c: &ProvisioningClient) -> Result<MqttOptions> {
         &topics::sas_resource(&c.id_scope, &c.registration_id),
         &c.key,
         Some("registration"),
-        unix_now() + TOKEN_TTL.as_secs(),
+        iot_common::sas::unix_seconds(std::time::SystemTime::now()) + TOKEN_TTL.as_secs(),
     )
     .map_err(|e| {
         Error::new(ErrorKind::Configuration, "the device key is not base64").with_source(e)

@@ -17,7 +17,7 @@
 
 use super::response::{ApiResult, authorize, json};
 use super::state::AppState;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::hub::C2dMessage;
 use crate::hub::registry::Rights;
 use crate::limits;
@@ -59,11 +59,11 @@ async fn telemetry(
     h: HeaderMap,
 ) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
-    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, HubRefusal> {
         q.get(name)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("{name} must be a non-negative integer"))
+                    HubRefusal::bad_request(format!("{name} must be a non-negative integer"))
                 })
             })
             .transpose()
@@ -71,9 +71,9 @@ async fn telemetry(
     // Paged like the hub's query API: the next page's start travels in x-ms-continuation
     // (header or `?continuationToken=`), so a reader never gets the whole buffer in one body.
     let from = match h.get(CONTINUATION).and_then(|v| v.to_str().ok()) {
-        Some(v) => v
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request("x-ms-continuation is not a token from this API"))?,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            HubRefusal::bad_request("x-ms-continuation is not a token from this API")
+        })?,
         None => number("continuationToken")?.unwrap_or(0),
     };
     let top = number("top")?.map_or(limits::TELEMETRY_PAGE_MAX, |t| {
@@ -111,7 +111,7 @@ async fn send_c2d(
 ) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     if body.len() > 64 * 1024 {
-        return Err(crate::error::ApiError::new(
+        return Err(crate::error::HubRefusal::new(
             iot_common::ErrorCode::MessageTooLarge,
             "Cloud-to-device messages are limited to 64 KB.",
         ));

@@ -179,12 +179,12 @@ async fn rest_faults(
     use axum::response::IntoResponse as _;
     if let Some((throttled, retry_after)) = state.hub.faults.rest_fault() {
         let e = if throttled {
-            crate::error::ApiError::new(
+            crate::error::HubRefusal::new(
                 iot_common::ErrorCode::ThrottlingException,
                 "The request was throttled (fault injection).",
             )
         } else {
-            crate::error::ApiError::new(
+            crate::error::HubRefusal::new(
                 iot_common::ErrorCode::ServiceUnavailable,
                 "The service is unavailable (fault injection).",
             )

@@ -2,7 +2,7 @@
 //! `iothub-errorcode`, with a message that tells "the emulator does not implement this" apart
 //! from "no such path", so a user of an SDK feature we lack is not left guessing.
 
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use iot_common::ErrorCode;
@@ -62,7 +62,7 @@ fn answer(code: ErrorCode, method: &Method, uri: &Uri) -> Response {
     } else {
         code
     };
-    ApiError::new(code, message).into_response()
+    HubRefusal::new(code, message).into_response()
 }
 
 /// The router's fallback: no route matched the path.

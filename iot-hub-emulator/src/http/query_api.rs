@@ -4,7 +4,7 @@
 use super::paging::page;
 use super::response::{ApiResult, authorize, json, parse_json};
 use super::state::AppState;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::hub::registry::Rights;
 use crate::limits::MAX_QUERY_LEN;
 use crate::query::{self, Collection};
@@ -28,11 +28,11 @@ pub(crate) async fn query_devices(
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let spec: QuerySpec = parse_json(&body)?;
     if spec.query.len() > MAX_QUERY_LEN {
-        return Err(ApiError::bad_request(
+        return Err(HubRefusal::bad_request(
             "The query is longer than 8192 characters.",
         ));
     }
-    let q = query::parse_query(&spec.query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let q = query::parse_query(&spec.query).map_err(|e| HubRefusal::bad_request(e.to_string()))?;
     let item_type = match (&q.projections, q.from) {
         (_, Collection::Jobs) => "deviceJob",
         (None, _) => "twin",

@@ -2,7 +2,7 @@
 //! and the hub's error body with `iothub-errorcode`.
 
 use crate::clock::now_string;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::hub::Hub;
 use crate::hub::registry::Rights;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,11 +11,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, HubRefusal>;
 
 pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
-impl IntoResponse for ApiError {
+impl IntoResponse for HubRefusal {
     fn into_response(self) -> Response {
         let tracking = uuid::Uuid::new_v4().simple().to_string();
         let now = now_string();
@@ -53,7 +53,7 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T, etag: Option<&str
 }
 
 /// Checks the request's SAS token for `needed`.
-pub(crate) fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), ApiError> {
+pub(crate) fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), HubRefusal> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -66,7 +66,7 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Parses a JSON body, answering 400 ArgumentInvalid when it does not fit.
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, HubRefusal> {
     serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("The request body is not valid: {e}")))
+        .map_err(|e| HubRefusal::bad_request(format!("The request body is not valid: {e}")))
 }

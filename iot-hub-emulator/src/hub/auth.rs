@@ -4,7 +4,7 @@
 use super::Hub;
 use super::registry::{Rights, keys_of};
 use crate::clock::unix_now;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 use iot_common::sas::{device_resource, scope_covers};
 use iot_common::twin::DeviceStatus;
@@ -116,30 +116,30 @@ impl Hub {
     }
 
     /// Checks a service request's `Authorization` header for a policy token with `needed`.
-    pub(crate) fn authorize(&self, header: Option<&str>, needed: Rights) -> Result<(), ApiError> {
+    pub(crate) fn authorize(&self, header: Option<&str>, needed: Rights) -> Result<(), HubRefusal> {
         let token = header
             .and_then(|h| SasToken::parse(h).ok())
-            .ok_or_else(ApiError::unauthorized)?;
+            .ok_or_else(HubRefusal::unauthorized)?;
         token
             .check_expiry(unix_now())
-            .map_err(|_| ApiError::unauthorized())?;
+            .map_err(|_| HubRefusal::unauthorized())?;
         if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), &token.resource()) {
-            return Err(ApiError::unauthorized());
+            return Err(HubRefusal::unauthorized());
         }
-        let policy = token.key_name().ok_or_else(ApiError::unauthorized)?;
+        let policy = token.key_name().ok_or_else(HubRefusal::unauthorized)?;
         let (keys, rights) = {
             let reg = lock(&self.registry);
             let p = reg
                 .policies
                 .get(policy)
-                .ok_or_else(ApiError::unauthorized)?;
+                .ok_or_else(HubRefusal::unauthorized)?;
             (vec![p.primary.clone(), p.secondary.clone()], p.rights)
         };
         if !verify_any(self, &token, &keys) {
-            return Err(ApiError::unauthorized());
+            return Err(HubRefusal::unauthorized());
         }
         if !rights.contains(needed) {
-            return Err(ApiError::unauthorized());
+            return Err(HubRefusal::unauthorized());
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use super::c2d_store::MAX_PENDING;
 use super::{C2dMessage, Hub, Outbound};
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 
 impl Hub {
@@ -13,15 +13,15 @@ impl Hub {
         &self,
         device_id: &str,
         mut msg: C2dMessage,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, HubRefusal> {
         if !lock(&self.registry).devices.contains_key(device_id) {
-            return Err(ApiError::device_not_found(device_id));
+            return Err(HubRefusal::device_not_found(device_id));
         }
         let seq = {
             let mut q = lock(&self.c2d.queues);
             let queue = q.entry(device_id.to_owned()).or_default();
             if queue.len() >= MAX_PENDING {
-                return Err(ApiError::new(
+                return Err(HubRefusal::new(
                     iot_common::ErrorCode::DeviceMaximumQueueDepthExceeded,
                     "The device already has 50 pending cloud-to-device messages.",
                 ));

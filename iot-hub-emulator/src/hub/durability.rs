@@ -2,7 +2,7 @@
 //! committed. Without `--state` every call here is a no-op.
 
 use super::persistence::{Store, Write};
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ impl Persistence {
     ///
     /// # Cancel safety
     /// Cancel-safe: the changes are committed regardless.
-    pub(crate) async fn wait(&self, seq: u64) -> Result<(), ApiError> {
+    pub(crate) async fn wait(&self, seq: u64) -> Result<(), HubRefusal> {
         match &self.0 {
             Some(store) if seq > 0 => store.wait(seq).await.map_err(unavailable),
             _ => Ok(()),
@@ -67,8 +67,8 @@ impl Persistence {
     }
 }
 
-fn unavailable(e: String) -> ApiError {
-    ApiError::new(
+fn unavailable(e: String) -> HubRefusal {
+    HubRefusal::new(
         iot_common::ErrorCode::ServiceUnavailable,
         format!("The change could not be stored yet ({e}); it is retried."),
     )

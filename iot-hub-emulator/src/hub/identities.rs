@@ -4,15 +4,15 @@ use super::Hub;
 use super::registry::{DeviceRecord, ModuleRecord, ensure_keys, etag_matches};
 use super::twin_state::TwinState;
 use crate::clock::{now_string, now_timestamp};
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 use iot_common::connection_string::validate_id;
 use iot_common::registry::{Device, Module, RegistryStatistics};
 use iot_common::twin::{ConnectionState, DeviceStatus};
 use iot_common::{ErrorCode, Timestamp};
 
-fn check_id(field: &'static str, id: &str) -> Result<(), ApiError> {
-    validate_id(field, id).map_err(|e| ApiError::bad_request(e.to_string()))
+fn check_id(field: &'static str, id: &str) -> Result<(), HubRefusal> {
+    validate_id(field, id).map_err(|e| HubRefusal::bad_request(e.to_string()))
 }
 
 impl Hub {
@@ -22,10 +22,10 @@ impl Hub {
         id: &str,
         mut body: Device,
         if_match: Option<&str>,
-    ) -> Result<Device, ApiError> {
+    ) -> Result<Device, HubRefusal> {
         check_id("deviceId", id)?;
         if !body.device_id.is_empty() && body.device_id != id {
-            return Err(ApiError::bad_request(
+            return Err(HubRefusal::bad_request(
                 "deviceId in the body does not match the path",
             ));
         }
@@ -35,14 +35,14 @@ impl Hub {
         let disable = body.status == DeviceStatus::Disabled;
         let result = match (reg.record_mut(id), if_match) {
             (Some(_), None) => {
-                return Err(ApiError::new(
+                return Err(HubRefusal::new(
                     ErrorCode::DeviceAlreadyExists,
                     format!("A device with ID '{id}' is already registered."),
                 ));
             }
             (Some(rec), Some(tag)) => {
                 if !etag_matches(Some(tag), rec.device.etag.as_deref().unwrap_or_default()) {
-                    return Err(ApiError::precondition_failed());
+                    return Err(HubRefusal::precondition_failed());
                 }
                 ensure_keys(&mut body.authentication.symmetric_key);
                 let d = &mut rec.device;
@@ -57,7 +57,7 @@ impl Hub {
                 d.clone()
             }
             (None, Some(tag)) if !etag_matches(Some(tag), "") && tag.trim() != "*" => {
-                return Err(ApiError::device_not_found(id));
+                return Err(HubRefusal::device_not_found(id));
             }
             (None, _) => {
                 ensure_keys(&mut body.authentication.symmetric_key);
@@ -81,12 +81,12 @@ impl Hub {
         Ok(result)
     }
 
-    pub(crate) fn get_device(&self, id: &str) -> Result<Device, ApiError> {
+    pub(crate) fn get_device(&self, id: &str) -> Result<Device, HubRefusal> {
         let reg = lock(&self.registry);
         let rec = reg
             .devices
             .get(id)
-            .ok_or_else(|| ApiError::device_not_found(id))?;
+            .ok_or_else(|| HubRefusal::device_not_found(id))?;
         let mut d = rec.device.clone();
         d.cloud_to_device_message_count = self.pending_c2d(id) as u64;
         Ok(d)
@@ -101,15 +101,15 @@ impl Hub {
             .collect()
     }
 
-    pub(crate) fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), ApiError> {
+    pub(crate) fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), HubRefusal> {
         {
             let mut reg = lock(&self.registry);
             let rec = reg
                 .devices
                 .get(id)
-                .ok_or_else(|| ApiError::device_not_found(id))?;
+                .ok_or_else(|| HubRefusal::device_not_found(id))?;
             if !etag_matches(if_match, rec.device.etag.as_deref().unwrap_or_default()) {
-                return Err(ApiError::precondition_failed());
+                return Err(HubRefusal::precondition_failed());
             }
             let modules: Vec<String> = rec.modules.keys().cloned().collect();
             reg.remove_device(id);
@@ -147,18 +147,18 @@ impl Hub {
         module_id: &str,
         mut body: Module,
         if_match: Option<&str>,
-    ) -> Result<(Module, bool), ApiError> {
+    ) -> Result<(Module, bool), HubRefusal> {
         check_id("moduleId", module_id)?;
         let now = now_string();
         let mut reg = lock(&self.registry);
         let etag = reg.next_etag();
         let rec = reg
             .record_mut(device_id)
-            .ok_or_else(|| ApiError::device_not_found(device_id))?;
+            .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
         ensure_keys(&mut body.authentication.symmetric_key);
         let out = match (rec.modules.get_mut(module_id), if_match) {
             (Some(_), None) => {
-                return Err(ApiError::new(
+                return Err(HubRefusal::new(
                     ErrorCode::ModuleAlreadyExistsOnDevice,
                     format!(
                         "A module with ID '{module_id}' already exists on device '{device_id}'."
@@ -167,7 +167,7 @@ impl Hub {
             }
             (Some(mr), Some(tag)) => {
                 if !etag_matches(Some(tag), mr.module.etag.as_deref().unwrap_or_default()) {
-                    return Err(ApiError::precondition_failed());
+                    return Err(HubRefusal::precondition_failed());
                 }
                 mr.module.authentication = body.authentication;
                 mr.module.managed_by = body.managed_by;
@@ -198,24 +198,28 @@ impl Hub {
         Ok(out)
     }
 
-    pub(crate) fn get_module(&self, device_id: &str, module_id: &str) -> Result<Module, ApiError> {
+    pub(crate) fn get_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+    ) -> Result<Module, HubRefusal> {
         let reg = lock(&self.registry);
         let rec = reg
             .devices
             .get(device_id)
-            .ok_or_else(|| ApiError::device_not_found(device_id))?;
+            .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
         rec.modules
             .get(module_id)
             .map(|m| m.module.clone())
-            .ok_or_else(|| ApiError::module_not_found(device_id, module_id))
+            .ok_or_else(|| HubRefusal::module_not_found(device_id, module_id))
     }
 
-    pub(crate) fn list_modules(&self, device_id: &str) -> Result<Vec<Module>, ApiError> {
+    pub(crate) fn list_modules(&self, device_id: &str) -> Result<Vec<Module>, HubRefusal> {
         let reg = lock(&self.registry);
         let rec = reg
             .devices
             .get(device_id)
-            .ok_or_else(|| ApiError::device_not_found(device_id))?;
+            .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
         Ok(rec.modules.values().map(|m| m.module.clone()).collect())
     }
 
@@ -224,18 +228,18 @@ impl Hub {
         device_id: &str,
         module_id: &str,
         if_match: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), HubRefusal> {
         {
             let mut reg = lock(&self.registry);
             let rec = reg
                 .record_mut(device_id)
-                .ok_or_else(|| ApiError::device_not_found(device_id))?;
+                .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
             let mr = rec
                 .modules
                 .get(module_id)
-                .ok_or_else(|| ApiError::module_not_found(device_id, module_id))?;
+                .ok_or_else(|| HubRefusal::module_not_found(device_id, module_id))?;
             if !etag_matches(if_match, mr.module.etag.as_deref().unwrap_or_default()) {
-                return Err(ApiError::precondition_failed());
+                return Err(HubRefusal::precondition_failed());
             }
             rec.modules.remove(module_id);
         }

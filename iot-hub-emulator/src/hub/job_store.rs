@@ -2,7 +2,7 @@
 //! yet handed to `--state`. It owns no lock; the hub keeps it behind one.
 
 use super::persistence::{Kind, Write};
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use iot_common::{ErrorCode, JobResponse, JobStatus};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,10 +94,10 @@ impl JobStore {
     /// Keeps the store bounded before a new job goes in: too many unfinished jobs is the hub's
     /// 429 ThrottlingMaxActiveJobCountExceeded; past the retention bound the oldest finished
     /// job (and its per-device rows) is forgotten, as the hub forgets jobs after a while.
-    pub(super) fn make_room(&mut self) -> Result<(), ApiError> {
+    pub(super) fn make_room(&mut self) -> Result<(), HubRefusal> {
         let active = self.jobs.values().filter(|j| is_active(j.status)).count();
         if active >= crate::limits::MAX_ACTIVE_JOBS {
-            return Err(ApiError::new(
+            return Err(HubRefusal::new(
                 ErrorCode::ThrottlingMaxActiveJobCountExceeded,
                 format!(
                     "{active} jobs are unfinished, the most this hub runs at once; wait for one to finish or cancel one."

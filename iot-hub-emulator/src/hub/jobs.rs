@@ -5,7 +5,7 @@
 use super::Hub;
 use super::job_store::{JobStore, is_active};
 use crate::clock::{now_string, now_timestamp};
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 use crate::query::{self, Collection};
 use iot_common::{ErrorCode, JobRequest, JobResponse, JobStatus, JobType, Timestamp};
@@ -41,22 +41,22 @@ impl Hub {
     }
 
     /// `PUT /jobs/v2/{id}`.
-    pub(crate) fn create_job(&self, id: &str, req: JobRequest) -> Result<JobResponse, ApiError> {
+    pub(crate) fn create_job(&self, id: &str, req: JobRequest) -> Result<JobResponse, HubRefusal> {
         if req.job_id != id {
-            return Err(ApiError::bad_request(
+            return Err(HubRefusal::bad_request(
                 "jobId in the body does not match the path.",
             ));
         }
         if req.query_condition.len() > crate::limits::MAX_QUERY_LEN {
-            return Err(ApiError::bad_request(format!(
+            return Err(HubRefusal::bad_request(format!(
                 "queryCondition is longer than {} characters.",
                 crate::limits::MAX_QUERY_LEN
             )));
         }
         query::parse_condition(&req.query_condition)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| HubRefusal::bad_request(e.to_string()))?;
         if req.max_execution_time_in_seconds > crate::limits::MAX_JOB_EXECUTION_SECS {
-            return Err(ApiError::bad_request(
+            return Err(HubRefusal::bad_request(
                 "maxExecutionTimeInSeconds is larger than an int64.",
             ));
         }
@@ -65,7 +65,7 @@ impl Hub {
                 let m = req
                     .cloud_to_device_method
                     .as_ref()
-                    .ok_or_else(|| ApiError::bad_request("cloudToDeviceMethod is required."))?;
+                    .ok_or_else(|| HubRefusal::bad_request("cloudToDeviceMethod is required."))?;
                 super::methods::validate(m)?;
             }
             _ => {
@@ -73,9 +73,9 @@ impl Hub {
                     .update_twin
                     .as_ref()
                     .filter(|p| p.is_object())
-                    .ok_or_else(|| ApiError::bad_request("updateTwin is required."))?;
+                    .ok_or_else(|| HubRefusal::bad_request("updateTwin is required."))?;
                 if patch.get("etag").and_then(Value::as_str) != Some("*") {
-                    return Err(ApiError::bad_request(
+                    return Err(HubRefusal::bad_request(
                         "updateTwin must carry \"etag\": \"*\".",
                     ));
                 }
@@ -87,7 +87,7 @@ impl Hub {
         };
         let mut store = lock(self.job_store());
         if store.jobs.contains_key(id) {
-            return Err(ApiError::new(
+            return Err(HubRefusal::new(
                 ErrorCode::JobAlreadyExists,
                 format!("A job with id '{id}' already exists."),
             ));
@@ -107,20 +107,18 @@ impl Hub {
         Ok(job)
     }
 
-    pub(crate) fn get_job(&self, id: &str) -> Result<JobResponse, ApiError> {
-        lock(self.job_store())
-            .jobs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApiError::new(ErrorCode::JobNotFound, format!("Job '{id}' not found.")))
+    pub(crate) fn get_job(&self, id: &str) -> Result<JobResponse, HubRefusal> {
+        lock(self.job_store()).jobs.get(id).cloned().ok_or_else(|| {
+            HubRefusal::new(ErrorCode::JobNotFound, format!("Job '{id}' not found."))
+        })
     }
 
     /// `POST /jobs/v2/{id}/cancel`: a job that has not finished stops; its pending devices
     /// are marked canceled.
-    pub(crate) fn cancel_job(&self, id: &str) -> Result<JobResponse, ApiError> {
+    pub(crate) fn cancel_job(&self, id: &str) -> Result<JobResponse, HubRefusal> {
         let mut store = lock(self.job_store());
         let job = store.jobs.get_mut(id).ok_or_else(|| {
-            ApiError::new(ErrorCode::JobNotFound, format!("Job '{id}' not found."))
+            HubRefusal::new(ErrorCode::JobNotFound, format!("Job '{id}' not found."))
         })?;
         if is_active(job.status) {
             job.status = JobStatus::Cancelled;
@@ -297,7 +295,7 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
                         json!({ "deviceMethodResponse": { "status": r.status, "payload": r.payload } }),
                     ),
                     Ok(Err(e)) => Err(e),
-                    Err(_) => Err(ApiError::new(
+                    Err(_) => Err(HubRefusal::new(
                         ErrorCode::GatewayTimeout,
                         "The job ran out of time.",
                     )),

@@ -2,7 +2,7 @@
 //! answer, with the hub's timeouts and error codes. No request waits forever.
 
 use super::{Hub, Outbound, SessionHandle, sub};
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 use bytes::Bytes;
 use iot_common::{ErrorCode, MethodInvocation, MethodInvocationResult, topic};
@@ -10,8 +10,8 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-fn not_online(connect_timeout: u64) -> ApiError {
-    ApiError::new(
+fn not_online(connect_timeout: u64) -> HubRefusal {
+    HubRefusal::new(
         ErrorCode::DeviceNotOnline,
         "The operation failed because the requested device isn't online or hasn't registered the direct method callback. To learn more, see https://aka.ms/iothub404103",
     )
@@ -21,12 +21,12 @@ fn not_online(connect_timeout: u64) -> ApiError {
 /// Checks a method call as the hub does (name, timeouts, payload), plus the emulator's bound
 /// on the name's length: a long name would make the device's request topic exceed what
 /// devices accept.
-pub(crate) fn validate(request: &MethodInvocation) -> Result<(), ApiError> {
+pub(crate) fn validate(request: &MethodInvocation) -> Result<(), HubRefusal> {
     request
         .validate()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(|e| HubRefusal::bad_request(e.to_string()))?;
     if request.method_name.len() > crate::limits::MAX_METHOD_NAME_LEN {
-        return Err(ApiError::bad_request(format!(
+        return Err(HubRefusal::bad_request(format!(
             "methodName is {} characters, over the limit of {}",
             request.method_name.len(),
             crate::limits::MAX_METHOD_NAME_LEN
@@ -41,18 +41,18 @@ impl Hub {
         device_id: &str,
         module_id: Option<&str>,
         request: MethodInvocation,
-    ) -> Result<MethodInvocationResult, ApiError> {
+    ) -> Result<MethodInvocationResult, HubRefusal> {
         validate(&request)?;
         {
             let reg = lock(&self.registry);
             let rec = reg
                 .devices
                 .get(device_id)
-                .ok_or_else(|| ApiError::device_not_found(device_id))?;
+                .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
             if let Some(m) = module_id
                 && !rec.modules.contains_key(m)
             {
-                return Err(ApiError::module_not_found(device_id, m));
+                return Err(HubRefusal::module_not_found(device_id, m));
             }
         }
         let connect_timeout = request.connect_timeout();
@@ -101,7 +101,7 @@ impl Hub {
             Ok(Err(_)) => Err(not_online(connect_timeout)),
             Err(_) => {
                 lock(&session.pending).remove(&rid);
-                Err(ApiError::new(
+                Err(HubRefusal::new(
                     ErrorCode::GatewayTimeout,
                     "Timed out waiting for the response from device.",
                 ))

@@ -46,7 +46,7 @@ pub(crate) use job_store::JobStore;
 pub(crate) use session_store::{Outbound, SessionHandle, sub};
 pub use telemetry::TelemetryRecord;
 
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 use c2d_store::C2dQueues;
 use registry::Registry;
@@ -165,7 +165,7 @@ impl Hub {
     ///
     /// # Cancel safety
     /// Cancel-safe: the changes are committed regardless.
-    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), ApiError> {
+    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), HubRefusal> {
         self.persistence.wait(seq).await
     }
 

@@ -4,7 +4,7 @@ use super::registry::{DeviceRecord, etag_matches};
 use super::twin_state::{DesiredChange, TwinState};
 use super::{Hub, sub};
 use crate::clock::now_string;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::locks::lock;
 use bytes::Bytes;
 use iot_common::{Twin, topic};
@@ -93,14 +93,14 @@ fn twin_mut<'a>(
     rec: &'a mut DeviceRecord,
     device_id: &str,
     module_id: Option<&str>,
-) -> Result<&'a mut TwinState, ApiError> {
+) -> Result<&'a mut TwinState, HubRefusal> {
     match module_id {
         None => Ok(&mut rec.twin),
         Some(m) => rec
             .modules
             .get_mut(m)
             .map(|mr| &mut mr.twin)
-            .ok_or_else(|| ApiError::module_not_found(device_id, m)),
+            .ok_or_else(|| HubRefusal::module_not_found(device_id, m)),
     }
 }
 
@@ -130,14 +130,14 @@ impl Hub {
         &self,
         device_id: &str,
         module_id: Option<&str>,
-    ) -> Result<Twin, ApiError> {
+    ) -> Result<Twin, HubRefusal> {
         let reg = lock(&self.registry);
         let rec = reg
             .devices
             .get(device_id)
-            .ok_or_else(|| ApiError::device_not_found(device_id))?;
+            .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
         service_twin(rec, module_id)
-            .ok_or_else(|| ApiError::module_not_found(device_id, module_id.unwrap_or_default()))
+            .ok_or_else(|| HubRefusal::module_not_found(device_id, module_id.unwrap_or_default()))
     }
 
     /// `PATCH` (merge) or `PUT` (replace) of tags and desired; notifies the device.
@@ -148,16 +148,16 @@ impl Hub {
         body: &Value,
         if_match: Option<&str>,
         replace: bool,
-    ) -> Result<Twin, ApiError> {
+    ) -> Result<Twin, HubRefusal> {
         let now = now_string();
         let (twin, notification) = {
             let mut reg = lock(&self.registry);
             let rec = reg
                 .record_mut(device_id)
-                .ok_or_else(|| ApiError::device_not_found(device_id))?;
+                .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
             let state = twin_mut(rec, device_id, module_id)?;
             if !etag_matches(if_match, &state.etag()) {
-                return Err(ApiError::precondition_failed());
+                return Err(HubRefusal::precondition_failed());
             }
             let change = state.service_update(body, replace, &now)?;
             let notification = match change {
@@ -170,7 +170,7 @@ impl Hub {
                 }
             };
             let twin = service_twin(rec, module_id).ok_or_else(|| {
-                ApiError::module_not_found(device_id, module_id.unwrap_or_default())
+                HubRefusal::module_not_found(device_id, module_id.unwrap_or_default())
             })?;
             (twin, notification)
         };
@@ -202,13 +202,13 @@ impl Hub {
         device_id: &str,
         module_id: Option<&str>,
         patch: &Value,
-    ) -> Result<(u64, u64), ApiError> {
+    ) -> Result<(u64, u64), HubRefusal> {
         let now = now_string();
         let version = {
             let mut reg = lock(&self.registry);
             let rec = reg
                 .record_mut(device_id)
-                .ok_or_else(|| ApiError::device_not_found(device_id))?;
+                .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
             twin_mut(rec, device_id, module_id)?.patch_reported(patch, &now)?
         };
         Ok((version, self.mark_dirty()))

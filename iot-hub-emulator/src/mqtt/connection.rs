@@ -481,7 +481,9 @@ impl Connection {
             DeviceTopic::TwinPatchReported { rid } => {
                 let result = serde_json::from_slice::<Value>(&p.payload)
                     .map_err(|_| {
-                        crate::error::ApiError::bad_request("The reported patch is not valid JSON.")
+                        crate::error::HubRefusal::bad_request(
+                            "The reported patch is not valid JSON.",
+                        )
                     })
                     .and_then(|patch| {
                         self.hub
@@ -525,7 +527,7 @@ impl Connection {
 }
 
 /// The hub's error document, as a twin response body.
-fn error_body(e: &crate::error::ApiError) -> Bytes {
+fn error_body(e: &crate::error::HubRefusal) -> Bytes {
     let body = serde_json::json!({
         "errorCode": e.code.code(),
         "trackingId": uuid::Uuid::new_v4().simple().to_string(),
@@ -543,7 +545,7 @@ fn fit_twin_reply(status: u16, rid: &str, body: Bytes) -> (u16, Bytes) {
     if body.len() + overhead <= MAX_OUTGOING_PACKET {
         return (status, body);
     }
-    let e = crate::error::ApiError::new(
+    let e = crate::error::HubRefusal::new(
         iot_common::ErrorCode::MessageTooLarge,
         format!(
             "The twin answer is {} bytes, over the {MAX_OUTGOING_PACKET}-byte packet limit.",

@@ -15,7 +15,7 @@
 //! ends when the reader goes away or the emulator shuts down.
 
 use super::super::AppState;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use crate::hub::Hub;
 use crate::hub::TelemetryRecord;
 use crate::locks::lock;
@@ -50,7 +50,7 @@ pub(crate) async fn stream(
         Err(r) => return r,
     };
     if console.access.check(&s.hub, &headers) != super::access::Verdict::Allowed {
-        return ApiError::unauthorized().into_response();
+        return HubRefusal::unauthorized().into_response();
     }
     let resume = headers
         .get("last-event-id")

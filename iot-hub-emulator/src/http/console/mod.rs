@@ -27,7 +27,7 @@ pub(crate) mod events;
 
 use super::AppState;
 use crate::clock::unix_now;
-use crate::error::ApiError;
+use crate::error::HubRefusal;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -108,7 +108,7 @@ async fn token(
         Err(r) => return r,
     };
     if console.access.check(&s.hub, &headers) != access::Verdict::Allowed {
-        return ApiError::unauthorized().into_response();
+        return HubRefusal::unauthorized().into_response();
     }
     let host = s.hub.host_name().to_owned();
     let key = {
@@ -116,11 +116,11 @@ async fn token(
         reg.policies.get("iothubowner").map(|p| p.primary.clone())
     };
     let Some(key) = key else {
-        return ApiError::unauthorized().into_response();
+        return HubRefusal::unauthorized().into_response();
     };
     let expires_at = unix_now() + TOKEN_LIFETIME_SECS;
     let Ok(token) = SasToken::for_service(&host, "iothubowner", &key, expires_at) else {
-        return ApiError::unauthorized().into_response();
+        return HubRefusal::unauthorized().into_response();
     };
     let https_port = headers
         .get(axum::http::header::HOST)
