@@ -63,6 +63,16 @@ impl fmt::Debug for ProvisioningClient {
 
 impl ProvisioningClient {
     /// A device with an individual enrollment and its own symmetric key.
+    ///
+    /// ```
+    /// use iot_device::{Secret, provisioning::ProvisioningClient};
+    /// let client = ProvisioningClient::with_symmetric_key(
+    ///     "0ne00000A1B",
+    ///     "sensor-17",
+    ///     Secret::new("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+    /// );
+    /// assert!(!format!("{client:?}").contains("AAEC"), "keys never show");
+    /// ```
     pub fn with_symmetric_key(
         id_scope: impl Into<String>,
         registration_id: impl Into<String>,
@@ -81,6 +91,13 @@ impl ProvisioningClient {
 
     /// A device of a symmetric-key enrollment group: its key is derived from the group key
     /// and the registration id ([`derive_device_key`]).
+    ///
+    /// ```
+    /// use iot_device::{Secret, provisioning::ProvisioningClient};
+    /// let group_key = Secret::new("Z3JvdXAta2V5LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OQ==");
+    /// let client = ProvisioningClient::with_group_key("0ne00000A1B", "dev-sym-1", &group_key)?;
+    /// # Ok::<(), iot_device::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Configuration`] when the group key is not base64.
@@ -101,6 +118,13 @@ impl ProvisioningClient {
     }
 
     /// The DPS endpoint, `host[:port]` (default [`GLOBAL_ENDPOINT`], port 8883).
+    ///
+    /// ```
+    /// # use iot_device::{Secret, provisioning::ProvisioningClient};
+    /// // The emulator serves DPS on its MQTT port (it prints IOTHUB_DPS_ENDPOINT).
+    /// let client = ProvisioningClient::with_symmetric_key("0ne00000E01", "dev-1", Secret::new("a2V5"))
+    ///     .endpoint("localhost:8883");
+    /// ```
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = endpoint.into();
         self
@@ -108,6 +132,14 @@ impl ProvisioningClient {
 
     /// TLS trust, product info and transport, used for the registration and then by the
     /// [`DeviceClient`] that [`Registration::connect`] opens.
+    ///
+    /// ```no_run
+    /// # use iot_device::{DeviceClientOptions, Secret, provisioning::ProvisioningClient};
+    /// # fn run() -> iot_device::Result<()> {
+    /// let client = ProvisioningClient::with_symmetric_key("0ne00000E01", "dev-1", Secret::new("a2V5"))
+    ///     .options(DeviceClientOptions::new().trust_ca_file("ca.pem")?);
+    /// # Ok(()) }
+    /// ```
     pub fn options(mut self, options: DeviceClientOptions) -> Self {
         self.options = options;
         self
@@ -115,12 +147,25 @@ impl ProvisioningClient {
 
     /// How long to wait for each answer and for the whole registration (default 30 s and
     /// 5 min), and how `retry-after` is honoured.
+    ///
+    /// ```
+    /// # use iot_device::{Secret, provisioning::{ProvisioningClient, ProvisioningTimeouts}};
+    /// use std::time::Duration;
+    /// let client = ProvisioningClient::with_symmetric_key("0ne00000E01", "dev-1", Secret::new("a2V5"))
+    ///     .timeouts(ProvisioningTimeouts { total_timeout: Duration::from_secs(60), ..Default::default() });
+    /// ```
     pub fn timeouts(mut self, timeouts: ProvisioningTimeouts) -> Self {
         self.timeouts = timeouts;
         self
     }
 
     /// Custom data sent with the registration (read by a custom allocation policy).
+    ///
+    /// ```
+    /// # use iot_device::{Secret, provisioning::ProvisioningClient};
+    /// let client = ProvisioningClient::with_symmetric_key("0ne00000E01", "dev-1", Secret::new("a2V5"))
+    ///     .payload(serde_json::json!({ "modelId": "dtmi:contoso:sensor;1" }));
+    /// ```
     pub fn payload(mut self, payload: Value) -> Self {
         self.payload = Some(payload);
         self
@@ -198,6 +243,14 @@ impl fmt::Debug for Registration {
 
 impl Registration {
     /// The host name of the assigned hub.
+    ///
+    /// ```no_run
+    /// # async fn run(client: iot_device::provisioning::ProvisioningClient) -> iot_device::Result<()> {
+    /// let r = client.register().await?;
+    /// println!("{} on {} ({:?}), payload {:?}", r.device_id(), r.assigned_hub(), r.substatus(), r.payload());
+    /// println!("registered at {:?}", r.state().created_date_time_utc);
+    /// # Ok(()) }
+    /// ```
     pub fn assigned_hub(&self) -> &str {
         &self.assigned_hub
     }
@@ -223,6 +276,14 @@ impl Registration {
     }
 
     /// The device connection string for the assigned hub, with the key that registered.
+    ///
+    /// ```no_run
+    /// # async fn run(r: iot_device::provisioning::Registration) -> iot_device::Result<()> {
+    /// // Keep it to connect later without registering again.
+    /// let cs = r.connection_string();
+    /// let device = iot_device::DeviceClient::connect(cs, iot_device::DeviceClientOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connection_string(&self) -> DeviceConnectionString {
         let cs = DeviceConnectionString::with_key(
             self.assigned_hub.clone(),
