@@ -158,10 +158,26 @@ impl DeviceClient {
                 key_name: key_name.clone(),
             },
             DeviceCredential::SharedAccessSignature(t) => Credentials::Token(t.clone()),
+            DeviceCredential::X509 if options.has_client_certificate() => {
+                if let Some(identity) = &options.identity {
+                    identity
+                        .check_validity(std::time::SystemTime::now())
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Certificate, e.to_string()).with_source(e)
+                        })?;
+                }
+                Credentials::X509
+            }
+            DeviceCredential::X509 => {
+                return Err(Error::new(
+                    ErrorKind::Configuration,
+                    "the connection string says x509=true but no client certificate is set. Hint: DeviceClientOptions::client_certificate_files (or client_certificate_pem)",
+                ));
+            }
             _ => {
                 return Err(Error::new(
                     ErrorKind::Configuration,
-                    "X.509 authentication is not supported by this client yet",
+                    "this kind of credential is not supported",
                 ));
             }
         };
@@ -198,7 +214,7 @@ impl DeviceClient {
         };
         let keep_alive = match credentials {
             Credentials::Key { .. } => driver::effective_keep_alive(keep_alive, options.sas_ttl),
-            Credentials::Token(_) => keep_alive,
+            Credentials::Token(_) | Credentials::X509 => keep_alive,
         };
         mqtt.set_keep_alive(keep_alive)
             .set_clean_session(false)

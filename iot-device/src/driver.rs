@@ -30,6 +30,8 @@ pub(crate) enum Credentials {
     },
     /// A ready-made token: used as is, never renewed.
     Token(Secret),
+    /// An X.509 client certificate in the TLS handshake: no password.
+    X509,
 }
 
 impl Credentials {
@@ -37,6 +39,7 @@ impl Credentials {
     pub(crate) fn password(&self, shared: &Inner) -> Result<(Secret, Option<Duration>)> {
         match self {
             Self::Token(t) => Ok((t.clone(), None)),
+            Self::X509 => Ok((Secret::new(""), None)),
             Self::Key { key, key_name } => {
                 let ttl = shared.options.sas_ttl;
                 let now = Duration::from_secs(iot_common::sas::unix_seconds(SystemTime::now()));

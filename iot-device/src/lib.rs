@@ -23,6 +23,7 @@ pub use error::{Error, ErrorKind, Result};
 // alone (iot-common is an implementation detail they need not name).
 pub use bytes::Bytes;
 pub use futures_core::Stream;
+pub use iot_common::tls::ClientIdentity;
 pub use iot_common::{
     Backoff, ConnectionStringError, DeviceConnectionString, DeviceCredential, MessageProperties,
     MethodRequest, MethodResponse, PropertyError, Secret, TwinCollection, TwinError,
@@ -31,6 +32,8 @@ pub use iot_common::{
 pub use message::{C2dMessage, C2dMessages, Message};
 pub use methods::{BoxFuture, IncomingMethod, MethodError, MethodHandler, MethodRequests};
 pub use options::{DeviceClientOptions, Transport};
+/// The rustls this crate is built with, for [`DeviceClientOptions::tls_client_config`].
+pub use rustls;
 pub use session::QueueFullPolicy;
 pub use status::{ClientStats, CloseReason, ConnectionStatus, DisconnectReason, StatusChanges};
 pub use twin::{DesiredKind, DesiredUpdate, DesiredUpdates};

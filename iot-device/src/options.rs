@@ -3,6 +3,7 @@
 use crate::session::QueueFullPolicy;
 use crate::{Result, tls};
 use iot_common::Backoff;
+use iot_common::tls::ClientIdentity;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,11 @@ pub struct DeviceClientOptions {
     pub(crate) max_concurrent_methods: usize,
     pub(crate) transport: Transport,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    /// What `tls` was built from (kept so that adding a CA or an identity keeps the other).
+    ca_pem: Option<String>,
+    pub(crate) identity: Option<ClientIdentity>,
+    /// `tls` came from [`DeviceClientOptions::tls_client_config`]: the user's own.
+    custom_tls: bool,
     pub(crate) product_info: Option<String>,
     pub(crate) telemetry_queue_messages: usize,
     pub(crate) telemetry_queue_bytes: usize,
@@ -65,6 +71,9 @@ impl Default for DeviceClientOptions {
             max_concurrent_methods: 16,
             transport: Transport::default(),
             tls: None,
+            ca_pem: None,
+            identity: None,
+            custom_tls: false,
             product_info: None,
             telemetry_queue_messages: 1000,
             telemetry_queue_bytes: 4 * 1024 * 1024,
@@ -286,8 +295,105 @@ impl DeviceClientOptions {
     /// [`ErrorKind::Configuration`](crate::ErrorKind::Configuration) when the PEM holds no
     /// valid certificate.
     pub fn trust_ca_pem(mut self, pem: &str) -> Result<Self> {
-        self.tls = Some(tls::client_config(Some(pem))?);
+        self.ca_pem = Some(pem.to_owned());
+        self.custom_tls = false;
+        self.tls = Some(tls::client_config(Some(pem), self.identity.as_ref())?);
         Ok(self)
+    }
+
+    /// Authenticates with an X.509 certificate: the PEM chain (leaf first) and the leaf's PEM
+    /// private key. Needed for `x509=true` connection strings and X.509 provisioning; the hub
+    /// matches the leaf by thumbprint (`selfSigned`) or by its chain and subject CN
+    /// (`certificateAuthority`).
+    ///
+    /// ```no_run
+    /// use iot_device::DeviceClientOptions;
+    /// let chain = std::fs::read_to_string("device-cert.pem")?;
+    /// let key = std::fs::read_to_string("device-key.pem")?;
+    /// let options = DeviceClientOptions::new().client_certificate_pem(&chain, &key)?;
+    /// # let _ = options;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Certificate`](crate::ErrorKind::Certificate) naming what is wrong: no
+    /// certificate, no private key, a key that does not belong to the certificate, an
+    /// unreadable certificate.
+    pub fn client_certificate_pem(mut self, chain_pem: &str, key_pem: &str) -> Result<Self> {
+        let identity =
+            ClientIdentity::from_pem(chain_pem.as_bytes(), key_pem.as_bytes()).map_err(|e| {
+                crate::Error::new(crate::ErrorKind::Certificate, e.to_string()).with_source(e)
+            })?;
+        self.tls = Some(tls::client_config(self.ca_pem.as_deref(), Some(&identity))?);
+        self.identity = Some(identity);
+        self.custom_tls = false;
+        Ok(self)
+    }
+
+    /// [`client_certificate_pem`](Self::client_certificate_pem) from files.
+    ///
+    /// ```no_run
+    /// use iot_device::DeviceClientOptions;
+    /// let options = DeviceClientOptions::new()
+    ///     .client_certificate_files("device-cert.pem", "device-key.pem")?;
+    /// # let _ = options;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A file cannot be read, or as [`client_certificate_pem`](Self::client_certificate_pem).
+    pub fn client_certificate_files(
+        self,
+        chain: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<Self> {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read_to_string(p).map_err(|e| {
+                crate::Error::new(
+                    crate::ErrorKind::Configuration,
+                    format!("cannot read the {what} file {}", p.display()),
+                )
+                .with_source(e)
+            })
+        };
+        let chain = read(chain.as_ref(), "client certificate")?;
+        let key = read(key.as_ref(), "client key")?;
+        self.client_certificate_pem(&chain, &key)
+    }
+
+    /// Uses your own rustls configuration for the TLS connection (hardware-backed keys, custom
+    /// verifiers, pinned roots). It replaces what [`trust_ca_pem`](Self::trust_ca_pem) and
+    /// [`client_certificate_pem`](Self::client_certificate_pem) built; build it with the
+    /// [`rustls`](crate::rustls) this crate re-exports. Without a client certificate in it,
+    /// `x509=true` connection strings are refused before connecting.
+    ///
+    /// ```
+    /// use iot_device::{DeviceClientOptions, rustls};
+    /// use std::sync::Arc;
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(rustls::RootCertStore::empty())
+    ///     .with_no_client_auth();
+    /// let options = DeviceClientOptions::new().tls_client_config(Arc::new(config));
+    /// # let _ = options;
+    /// # Ok::<(), rustls::Error>(())
+    /// ```
+    pub fn tls_client_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self.custom_tls = true;
+        self.identity = None;
+        self
+    }
+
+    /// Whether a TLS client certificate will be presented.
+    pub(crate) fn has_client_certificate(&self) -> bool {
+        self.identity.is_some()
+            || (self.custom_tls
+                && self
+                    .tls
+                    .as_ref()
+                    .is_some_and(|c| c.client_auth_cert_resolver.has_certs()))
     }
 
     /// Trusts the CA in a PEM file, e.g. the emulator's `ca.pem`.
@@ -344,7 +450,12 @@ impl fmt::Debug for DeviceClientOptions {
             .field("queue_full_policy", &self.queue_full_policy)
             .field("desired_capacity", &self.desired_capacity)
             .field("c2d_capacity", &self.c2d_capacity)
-            .field("custom_ca", &self.tls.is_some())
+            .field("custom_ca", &self.ca_pem.is_some())
+            .field(
+                "client_certificate",
+                &self.identity.as_ref().map(|i| i.subject()),
+            )
+            .field("custom_tls", &self.custom_tls)
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 //! such as the emulator's. Built once and shared, so thousands of clients cost one config.
 
 use crate::{Error, ErrorKind, Result};
+use iot_common::tls::ClientIdentity;
 use rustls::{ClientConfig, RootCertStore};
 use std::sync::{Arc, OnceLock};
 
@@ -17,10 +18,18 @@ fn native_roots() -> &'static RootCertStore {
 }
 
 /// Builds a client configuration trusting the platform roots and `extra_ca_pem`
-/// (`iot_common::tls`, shared with the service client).
-pub(crate) fn client_config(extra_ca_pem: Option<&str>) -> Result<Arc<ClientConfig>> {
-    iot_common::tls::client_config(native_roots().clone(), extra_ca_pem.map(str::as_bytes), &[])
-        .map_err(|e| Error::new(ErrorKind::Configuration, e.to_string()).with_source(e))
+/// (`iot_common::tls`, shared with the service client), presenting `identity` if given.
+pub(crate) fn client_config(
+    extra_ca_pem: Option<&str>,
+    identity: Option<&ClientIdentity>,
+) -> Result<Arc<ClientConfig>> {
+    iot_common::tls::client_config_with_identity(
+        native_roots().clone(),
+        extra_ca_pem.map(str::as_bytes),
+        &[],
+        identity,
+    )
+    .map_err(|e| Error::new(ErrorKind::Configuration, e.to_string()).with_source(e))
 }
 
 /// The shared default configuration (platform roots only).
@@ -29,6 +38,6 @@ pub(crate) fn default_config() -> Result<Arc<ClientConfig>> {
     if let Some(c) = DEFAULT.get() {
         return Ok(c.clone());
     }
-    let c = client_config(None)?;
+    let c = client_config(None, None)?;
     Ok(DEFAULT.get_or_init(|| c).clone())
 }

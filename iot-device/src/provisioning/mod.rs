@@ -44,7 +44,8 @@ pub struct ProvisioningClient {
     endpoint: String,
     id_scope: String,
     registration_id: String,
-    key: Secret,
+    /// `None`: X.509, with the client certificate of the options.
+    key: Option<Secret>,
     payload: Option<Value>,
     options: DeviceClientOptions,
     timeouts: ProvisioningTimeouts,
@@ -82,7 +83,7 @@ impl ProvisioningClient {
             endpoint: GLOBAL_ENDPOINT.to_owned(),
             id_scope: id_scope.into(),
             registration_id: registration_id.into(),
-            key,
+            key: Some(key),
             payload: None,
             options: DeviceClientOptions::default(),
             timeouts: ProvisioningTimeouts::default(),
@@ -115,6 +116,45 @@ impl ProvisioningClient {
             .with_source(e)
         })?;
         Ok(Self::with_symmetric_key(id_scope, registration_id, key))
+    }
+
+    /// A device attested by its X.509 certificate: the one set with
+    /// [`DeviceClientOptions::client_certificate_pem`] (or `_files`) in
+    /// [`options`](Self::options). The registration id is the certificate's subject CN, as
+    /// DPS requires.
+    ///
+    /// ```no_run
+    /// use iot_device::{DeviceClientOptions, provisioning::ProvisioningClient};
+    /// # fn run() -> iot_device::Result<()> {
+    /// let options = DeviceClientOptions::new().client_certificate_files("dev-cert.pem", "dev-key.pem")?;
+    /// let client = ProvisioningClient::with_x509("0ne00000A1B", options)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Configuration`] when the options hold no client certificate or its subject
+    /// has no common name.
+    pub fn with_x509(id_scope: impl Into<String>, options: DeviceClientOptions) -> Result<Self> {
+        let registration_id = options
+            .identity
+            .as_ref()
+            .and_then(|i| i.common_name())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Configuration,
+                    "X.509 provisioning needs a client certificate whose subject has a common name (the registration id). Hint: DeviceClientOptions::client_certificate_files",
+                )
+            })?;
+        Ok(Self {
+            endpoint: GLOBAL_ENDPOINT.to_owned(),
+            id_scope: id_scope.into(),
+            registration_id,
+            key: None,
+            payload: None,
+            options,
+            timeouts: ProvisioningTimeouts::default(),
+        })
     }
 
     /// The DPS endpoint, `host[:port]` (default [`GLOBAL_ENDPOINT`], port 8883).
@@ -225,7 +265,7 @@ pub struct Registration {
     state: RegistrationState,
     assigned_hub: String,
     device_id: String,
-    key: Secret,
+    key: Option<Secret>,
     gateway: Option<String>,
     options: DeviceClientOptions,
 }
@@ -285,11 +325,14 @@ impl Registration {
     /// # Ok(()) }
     /// ```
     pub fn connection_string(&self) -> DeviceConnectionString {
-        let cs = DeviceConnectionString::with_key(
+        let mut cs = DeviceConnectionString::with_key(
             self.assigned_hub.clone(),
             self.device_id.clone(),
-            self.key.clone(),
+            self.key.clone().unwrap_or_else(|| Secret::new("")),
         );
+        if self.key.is_none() {
+            cs.credential = iot_common::DeviceCredential::X509;
+        }
         match &self.gateway {
             Some(g) => cs.gateway(g.clone()),
             None => cs,

@@ -26,17 +26,32 @@ fn options(c: &ProvisioningClient) -> Result<MqttOptions> {
             ));
         }
     }
-    let token = SasToken::sign(
-        &topics::sas_resource(&c.id_scope, &c.registration_id),
-        &c.key,
-        Some("registration"),
-        iot_common::sas::unix_seconds(std::time::SystemTime::now()) + TOKEN_TTL.as_secs(),
-    )
-    .map_err(|e| {
-        Error::new(ErrorKind::Configuration, "the device key is not base64").with_source(e)
-    })?;
+    let password = match &c.key {
+        Some(key) => SasToken::sign(
+            &topics::sas_resource(&c.id_scope, &c.registration_id),
+            key,
+            Some("registration"),
+            iot_common::sas::unix_seconds(std::time::SystemTime::now()) + TOKEN_TTL.as_secs(),
+        )
+        .map_err(|e| {
+            Error::new(ErrorKind::Configuration, "the device key is not base64").with_source(e)
+        })?
+        .as_secret()
+        .clone(),
+        // X.509: the certificate in the handshake is the credential.
+        None => {
+            if let Some(identity) = &c.options.identity {
+                identity
+                    .check_validity(std::time::SystemTime::now())
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Certificate, e.to_string()).with_source(e)
+                    })?;
+            }
+            iot_common::Secret::new("")
+        }
+    };
     let username = topics::username(&c.id_scope, &c.registration_id, &c.options.client_type());
-    o.set_credentials(username, token.as_secret().expose())
+    o.set_credentials(username, password.expose())
         .set_keep_alive(Duration::from_secs(60))
         .set_clean_session(true)
         .set_max_packet_size(64 * 1024, 64 * 1024);
