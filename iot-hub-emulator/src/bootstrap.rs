@@ -52,8 +52,8 @@ pub(crate) fn start_hub(config: &HubConfig) -> Result<Arc<Hub>, EmulatorError> {
 /// The request handlers' state, with MQTT over WebSockets served by the MQTT front end.
 pub(crate) fn app_state(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> AppState {
     let mqtt_hub = hub.clone();
-    let mqtt_over_ws: StreamHandler = Arc::new(move |stream, shutdown| {
-        Box::pin(crate::mqtt::serve(mqtt_hub.clone(), stream, shutdown))
+    let mqtt_over_ws: StreamHandler = Arc::new(move |stream, peer, shutdown| {
+        Box::pin(crate::mqtt::serve(mqtt_hub.clone(), stream, peer, shutdown))
     });
     AppState {
         hub,
