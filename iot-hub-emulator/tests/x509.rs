@@ -102,6 +102,15 @@ fn roots(emu: &RunningEmulator) -> rustls::RootCertStore {
 }
 
 fn client_config(emu: &RunningEmulator, cred: Option<&Credential>) -> Arc<rustls::ClientConfig> {
+    tls_config(emu, cred, b"mqtt")
+}
+
+/// A client TLS configuration trusting the emulator, with `alpn`, and `cred` when given.
+fn tls_config(
+    emu: &RunningEmulator,
+    cred: Option<&Credential>,
+    alpn: &[u8],
+) -> Arc<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -117,7 +126,7 @@ fn client_config(emu: &RunningEmulator, cred: Option<&Credential>) -> Arc<rustls
             .unwrap(),
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"mqtt".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(config)
 }
 
@@ -142,6 +151,23 @@ fn device(
     o.set_credentials(format!("localhost/{device_id}/?{API}"), password);
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         client_config(emu, cred),
+    )));
+    AsyncClient::new(o, 16)
+}
+
+/// The same device over MQTT over WebSockets on the HTTPS port.
+fn ws_device(
+    emu: &RunningEmulator,
+    device_id: &str,
+    cred: &Credential,
+) -> (AsyncClient, EventLoop) {
+    let port = emu.https_addr().port();
+    let url = format!("wss://localhost:{port}/$iothub/websocket");
+    let mut o = MqttOptions::new(device_id, url, port);
+    o.set_keep_alive(Duration::from_secs(60));
+    o.set_credentials(format!("localhost/{device_id}/?{API}"), "");
+    o.set_transport(Transport::wss_with_config(TlsConfiguration::Rustls(
+        tls_config(emu, Some(cred), b"http/1.1"),
     )));
     AsyncClient::new(o, 16)
 }
@@ -428,4 +454,152 @@ async fn registry_refuses_malformed_x509_authentication() {
         assert_eq!(status, 400, "{id}: {body}");
     }
     emu.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn x509_devices_connect_over_websockets_too() {
+    let ca = device_ca("Test Device CA");
+    let emu = emulator(&ca).await;
+    let rest = Rest::new(&emu);
+    let own = self_signed("ws-dev");
+    let sha256 = Thumbprint::sha256(own.leaf());
+    let (status, _) = rest
+        .put_device("ws-ss", self_signed_auth(sha256.as_str(), None))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = rest
+        .put_device("ws-ca", json!({"type": "certificateAuthority"}))
+        .await;
+    assert_eq!(status, 200);
+
+    let (client, mut ev) = ws_device(&emu, "ws-ss", &own);
+    assert_eq!(connack(&mut ev).await, ConnectReturnCode::Success);
+    client
+        .publish(
+            "devices/ws-ss/messages/events/",
+            QoS::AtLeastOnce,
+            false,
+            "over ws",
+        )
+        .await
+        .unwrap();
+    for _ in 0..EVENTS {
+        let event = tokio::time::timeout(WAIT, ev.poll())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(event, Event::Incoming(Packet::PubAck(_))) {
+            break;
+        }
+    }
+    assert_eq!(emu.hub().telemetry(Some("ws-ss")).len(), 1);
+    client.disconnect().await.unwrap();
+
+    let (client, mut ev) = ws_device(&emu, "ws-ca", &ca_signed("ws-ca", &ca));
+    assert_eq!(connack(&mut ev).await, ConnectReturnCode::Success);
+    client.disconnect().await.unwrap();
+
+    let (_client, mut ev) = ws_device(&emu, "ws-ss", &self_signed("ws-dev"));
+    assert_eq!(connack(&mut ev).await, ConnectReturnCode::NotAuthorized);
+    let (_client, mut ev) = ws_device(&emu, "ws-ca", &ca_signed("ws-other", &ca));
+    assert_eq!(connack(&mut ev).await, ConnectReturnCode::NotAuthorized);
+    emu.shutdown().await.unwrap();
+}
+
+/// A scratch directory removed at the end of the test.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("iot-emu-x509-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn device_cas_come_from_a_file_and_from_the_seed() {
+    let dir = TempDir::new("seed");
+    let (by_file, by_seed_path, by_seed_pem) = (
+        device_ca("CA in a file"),
+        device_ca("CA named by the seed"),
+        device_ca("CA inline in the seed"),
+    );
+    std::fs::write(dir.0.join("file-ca.pem"), &by_file.pem).unwrap();
+    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    std::fs::write(dir.0.join("certs/seed-ca.pem"), &by_seed_path.pem).unwrap();
+    let seed = dir.0.join("seed.json");
+    std::fs::write(
+        &seed,
+        json!({"devices": [{"deviceId": "seeded"}],
+               "deviceCAs": ["certs/seed-ca.pem", by_seed_pem.pem]})
+        .to_string(),
+    )
+    .unwrap();
+    let emu = Emulator::builder()
+        .device_ca_file(dir.0.join("file-ca.pem"))
+        .seed_file(&seed)
+        .start()
+        .await
+        .unwrap();
+    let rest = Rest::new(&emu);
+    let (status, _) = rest
+        .put_device("ca-any", json!({"type": "certificateAuthority"}))
+        .await;
+    assert_eq!(status, 200);
+    for ca in [&by_file, &by_seed_path, &by_seed_pem] {
+        let (client, mut ev) = device(&emu, "ca-any", Some(&ca_signed("ca-any", ca)), "");
+        assert_eq!(connack(&mut ev).await, ConnectReturnCode::Success);
+        client.disconnect().await.unwrap();
+    }
+    refused(
+        &emu,
+        "ca-any",
+        Some(&ca_signed("ca-any", &device_ca("other"))),
+    )
+    .await;
+    emu.shutdown().await.unwrap();
+
+    // A CA file that is not there, or holds no certificate: start fails and names it.
+    let missing = dir.0.join("missing.pem");
+    let e = Emulator::builder()
+        .device_ca_file(&missing)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+    let e = Emulator::builder()
+        .device_ca_pem("not a certificate")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("device CA"), "{e}");
+}
+
+#[test]
+fn the_cli_flag_reads_device_ca_files() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iot-hub-emulator"))
+        .args([
+            "--mqtt-port",
+            "0",
+            "--https-port",
+            "0",
+            "--device-ca",
+            "/nonexistent/device-ca.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("device CA /nonexistent/device-ca.pem"),
+        "{stderr}"
+    );
 }
