@@ -9,9 +9,10 @@ mod enrollments;
 mod register;
 #[cfg(test)]
 mod tests;
+mod x509;
 
 pub(crate) use iot_common::provisioning::{EnrollmentGroup, IndividualEnrollment};
-pub(crate) use register::{Attestor, ProvisionedDevice};
+pub(crate) use register::{Attestor, ProvisionedDevice, X509Credential};
 
 use iot_common::provisioning::ServiceErrorBody;
 use std::collections::{BTreeMap, VecDeque};

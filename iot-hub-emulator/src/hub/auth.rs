@@ -207,7 +207,11 @@ impl Hub {
                 }
             }
             "certificateAuthority" => {
-                if let Err(why) = self.options.device_cas.verify(peer, now) {
+                // Registered device CAs, and the signing certificates of DPS's X.509 groups
+                // (which assign their devices here as certificateAuthority).
+                if let Err(why) = self.options.device_cas.verify(peer, now)
+                    && !self.dps.trusts_chain(peer, now)
+                {
                     tracing::debug!(device_id, why, "device certificate chain not trusted");
                     return Err(ConnectRefusal::UntrustedChain);
                 }

@@ -141,7 +141,7 @@ pub(crate) async fn serve<S>(
     // DPS shares the port: its user names are `{scope}/registrations/{id}/api-version=…`.
     if let Some(names) = username.and_then(iot_common::provisioning::topics::parse_username) {
         let (scope, id) = (names.0.to_owned(), names.1.to_owned());
-        super::dps::serve(hub, connect, (&scope, &id), rd, wr, inbuf, shutdown).await;
+        super::dps::serve(hub, connect, (&scope, &id), peer, rd, wr, inbuf, shutdown).await;
         return;
     }
     let identity: DeviceIdentity = match hub.authenticate(
