@@ -280,3 +280,50 @@ fn the_cli_flag_reads_device_ca_files() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_certificates_are_refused() {
+    let ca = device_ca("Test Device CA");
+    let emu = emulator(&ca).await;
+    let rest = Rest::new(&emu);
+    let (status, _) = rest
+        .put_device(
+            "ca-dated",
+            serde_json::json!({"type": "certificateAuthority"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dated = |from: (i32, u8, u8), to: (i32, u8, u8)| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = leaf_params("ca-dated");
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        Credential {
+            chain: vec![cert.der().clone()],
+            key: key.serialize_der(),
+        }
+    };
+    refused(&emu, "ca-dated", Some(&dated((2001, 1, 1), (2002, 1, 1)))).await;
+    refused(&emu, "ca-dated", Some(&dated((2090, 1, 1), (2091, 1, 1)))).await;
+    let current = dated((2001, 1, 1), (2090, 1, 1));
+    connects_and_works(&emu, "ca-dated", &current).await;
+
+    // The same for selfSigned, where no chain verification would catch it.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = leaf_params("ss-dated");
+    params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let expired = Credential {
+        chain: vec![cert.der().clone()],
+        key: key.serialize_der(),
+    };
+    let thumbprint = Thumbprint::sha256(expired.leaf());
+    let (status, _) = rest
+        .put_device("ss-dated", self_signed_auth(thumbprint.as_str(), None))
+        .await;
+    assert_eq!(status, 200);
+    refused(&emu, "ss-dated", Some(&expired)).await;
+    emu.shutdown().await.unwrap();
+}
