@@ -241,7 +241,16 @@ mod tests {
         assert_eq!(LeafInfo::parse(b""), None);
         assert_eq!(LeafInfo::parse(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
         let der = cert("x").der().to_vec();
-        assert_eq!(LeafInfo::parse(&der[..der.len() / 2]), None);
+        // Every truncation, and every single-byte corruption, is refused or read without a
+        // panic; a truncated certificate is never read as one.
+        for end in 0..der.len() {
+            assert_eq!(LeafInfo::parse(&der[..end]), None);
+        }
+        for i in 0..der.len() {
+            let mut bad = der.clone();
+            bad[i] ^= 0xff;
+            let _ = LeafInfo::parse(&bad);
+        }
     }
 
     #[test]
