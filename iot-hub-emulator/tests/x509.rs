@@ -57,6 +57,22 @@ async fn self_signed_devices_connect_by_sha1_or_sha256_thumbprint() {
     );
     let twin = rest.get("/twins/ss-sha256").await;
     assert_eq!(twin["authenticationType"], "selfSigned");
+    // Queries see the type and the thumbprints, as on the hub.
+    let rows: Value = rest
+        .http
+        .post(format!("{}/devices/query?{API}", rest.base))
+        .header("Authorization", &rest.auth)
+        .json(&json!({"query": "SELECT deviceId, x509Thumbprint FROM devices WHERE authenticationType = 'selfSigned'"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().any(|r| r["deviceId"] == "ss-sha256"
+        && r["x509Thumbprint"]["secondaryThumbprint"] == sha256.as_str()));
 
     connects_and_works(&emu, "ss-sha1", &by_sha1).await;
     connects_and_works(&emu, "ss-sha256", &by_sha256).await;
@@ -325,5 +341,58 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
         .await;
     assert_eq!(status, 200);
     refused(&emu, "ss-dated", Some(&expired)).await;
+    emu.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn modules_authenticate_with_their_own_x509_registration() {
+    let ca = device_ca("Test Device CA");
+    let emu = emulator(&ca).await;
+    let rest = Rest::new(&emu);
+    let (status, _) = rest
+        .put_device("mod-dev", serde_json::json!({"type": "sas"}))
+        .await;
+    assert_eq!(status, 200);
+    let put_module = |module: &'static str, auth: Value| {
+        let r = rest
+            .http
+            .put(format!(
+                "{}/devices/mod-dev/modules/{module}?{API}",
+                rest.base
+            ))
+            .header("Authorization", &rest.auth)
+            .json(&json!({"deviceId": "mod-dev", "moduleId": module, "authentication": auth}))
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let own = self_signed("m-self");
+    let (status, body) = put_module(
+        "m-self",
+        self_signed_auth(Thumbprint::sha1(own.leaf()).as_str(), None),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    assert_eq!(body["authentication"]["type"], "selfSigned");
+    let (status, _) = put_module("m-ca", json!({"type": "certificateAuthority"})).await;
+    assert!(status == 200 || status == 201);
+    let twin = rest.get("/twins/mod-dev/modules/m-self").await;
+    // The module's own type, not its device's (sas).
+    assert_eq!(twin["authenticationType"], "selfSigned");
+
+    let (client, mut ev) = device(&emu, "mod-dev/m-self", Some(&own), "");
+    assert_eq!(connack(&mut ev).await, ConnectReturnCode::Success);
+    client.disconnect().await.unwrap();
+    // A CA-signed module's leaf carries the device id as CN.
+    let (client, mut ev) = device(&emu, "mod-dev/m-ca", Some(&ca_signed("mod-dev", &ca)), "");
+    assert_eq!(connack(&mut ev).await, ConnectReturnCode::Success);
+    client.disconnect().await.unwrap();
+
+    refused(&emu, "mod-dev/m-self", Some(&self_signed("m-self"))).await;
+    // The device itself is SAS: a certificate without a password does not make it X.509.
+    refused(&emu, "mod-dev", Some(&own)).await;
     emu.shutdown().await.unwrap();
 }
