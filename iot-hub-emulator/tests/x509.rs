@@ -74,6 +74,15 @@ async fn self_signed_devices_connect_by_sha1_or_sha256_thumbprint() {
     assert!(rows.iter().any(|r| r["deviceId"] == "ss-sha256"
         && r["x509Thumbprint"]["secondaryThumbprint"] == sha256.as_str()));
 
+    let cs = emu.device_connection_string("ss-sha1").unwrap();
+    assert!(
+        cs.contains(";x509=true") && !cs.contains("SharedAccessKey"),
+        "{cs}"
+    );
+    let parsed: iot_common::DeviceConnectionString = cs.parse().unwrap();
+    assert_eq!(parsed.device_id, "ss-sha1");
+    assert_eq!(parsed.credential, iot_common::DeviceCredential::X509);
+
     connects_and_works(&emu, "ss-sha1", &by_sha1).await;
     connects_and_works(&emu, "ss-sha256", &by_sha256).await;
 
