@@ -88,6 +88,35 @@ impl AuthenticationMechanism {
             ..Default::default()
         }
     }
+
+    /// X.509 authentication by certificate thumbprint (`selfSigned`): the device presents a
+    /// certificate whose SHA-1 or SHA-256 thumbprint is one of these.
+    ///
+    /// ```
+    /// use iot_common::{Thumbprint, registry::AuthenticationMechanism};
+    /// let auth = AuthenticationMechanism::self_signed(Thumbprint::sha256(b"der"), None);
+    /// assert_eq!(auth.kind, "selfSigned");
+    /// ```
+    pub fn self_signed(primary: crate::Thumbprint, secondary: Option<crate::Thumbprint>) -> Self {
+        Self {
+            symmetric_key: None,
+            x509_thumbprint: Some(X509Thumbprint {
+                primary_thumbprint: Some(primary.to_string()),
+                secondary_thumbprint: secondary.map(|t| t.to_string()),
+            }),
+            kind: "selfSigned".to_owned(),
+        }
+    }
+
+    /// X.509 authentication by a CA registered with the hub (`certificateAuthority`): the
+    /// device's certificate chains to it and its subject CN is the device id.
+    pub fn certificate_authority() -> Self {
+        Self {
+            symmetric_key: None,
+            x509_thumbprint: None,
+            kind: "certificateAuthority".to_owned(),
+        }
+    }
 }
 
 /// A device identity (`GET /devices/{id}`).

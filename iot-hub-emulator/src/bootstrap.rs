@@ -56,8 +56,8 @@ pub(crate) fn app_state(
     console: Option<Arc<crate::http::console::Console>>,
 ) -> AppState {
     let mqtt_hub = hub.clone();
-    let mqtt_over_ws: StreamHandler = Arc::new(move |stream, shutdown| {
-        Box::pin(crate::mqtt::serve(mqtt_hub.clone(), stream, shutdown))
+    let mqtt_over_ws: StreamHandler = Arc::new(move |stream, peer, shutdown| {
+        Box::pin(crate::mqtt::serve(mqtt_hub.clone(), stream, peer, shutdown))
     });
     AppState {
         hub,

@@ -2,6 +2,7 @@
 //! background tasks.
 
 use crate::bootstrap::{self, HubConfig};
+use crate::client_cert::DeviceCas;
 use crate::endpoints::Endpoints;
 use crate::error::EmulatorError;
 use crate::hub::{FaultSettings, Hub, HubOptions};
@@ -49,6 +50,14 @@ pub struct EmulatorBuilder {
     http_idle_timeout: Duration,
     console: bool,
     faults: FaultSettings,
+    device_cas: Vec<DeviceCa>,
+}
+
+/// A device CA as configured: its PEM, or a file to read at start.
+#[derive(Debug, Clone)]
+enum DeviceCa {
+    Pem(String),
+    File(PathBuf),
 }
 
 impl Default for EmulatorBuilder {
@@ -72,6 +81,7 @@ impl Default for EmulatorBuilder {
             http_idle_timeout: limits::HTTP_IDLE_TIMEOUT,
             console: true,
             faults: FaultSettings::default(),
+            device_cas: Vec::new(),
         }
     }
 }
@@ -144,6 +154,29 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Trust a device CA (PEM, one or more certificates): a device registered with
+    /// `authentication.type` `certificateAuthority` connects with a certificate chain that
+    /// reaches one of these CAs and whose leaf's subject CN is its device id. CAs come from
+    /// configuration at each start (this, [`EmulatorBuilder::device_ca_file`], the seed
+    /// file's `deviceCAs`) and are not stored in `--state`.
+    ///
+    /// ```no_run
+    /// # async fn f(ca_pem: String) -> Result<(), iot_hub_emulator::EmulatorError> {
+    /// let emu = iot_hub_emulator::Emulator::builder().device_ca_pem(ca_pem).start().await?;
+    /// # drop(emu); Ok(()) }
+    /// ```
+    pub fn device_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.device_cas.push(DeviceCa::Pem(pem.into()));
+        self
+    }
+
+    /// Trust the device CA(s) in a PEM file, read at start (see
+    /// [`EmulatorBuilder::device_ca_pem`]).
+    pub fn device_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.device_cas.push(DeviceCa::File(path.into()));
+        self
+    }
+
     /// The ID scope of the emulator's Device Provisioning Service (default
     /// [`DEV_ID_SCOPE`](crate::dev_keys::DEV_ID_SCOPE)). Devices register under it on the
     /// emulator's own MQTT and HTTPS ports and are assigned to this hub.
@@ -205,6 +238,10 @@ impl EmulatorBuilder {
     /// Bind failures, unreadable state/seed/certificate files, or an invalid configuration.
     pub async fn start(self) -> Result<RunningEmulator, EmulatorError> {
         let loopback = self.bind.is_loopback();
+        let device_cas = Arc::new(self.load_device_cas()?);
+        if device_cas.len() > 0 {
+            tracing::info!(count = device_cas.len(), "device CAs trusted");
+        }
         let hub = bootstrap::start_hub(&HubConfig {
             options: HubOptions {
                 host_name: self.host_name.clone(),
@@ -214,6 +251,7 @@ impl EmulatorBuilder {
                 refuse_well_known: !loopback,
                 id_scope: self.id_scope.clone(),
                 dps_retry_after: self.dps_retry_after,
+                device_cas,
             },
             state_dir: self.state_dir.clone(),
             seed_file: self.seed_file.clone(),
@@ -225,8 +263,8 @@ impl EmulatorBuilder {
             self.cert_dir.as_deref(),
             std::slice::from_ref(&self.host_name),
         )?;
-        let mqtt_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"mqtt"])?);
-        let https_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"http/1.1"])?);
+        let mqtt_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"mqtt"], true)?);
+        let https_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"http/1.1"], true)?);
         let mqtt_listener = bind(self.bind, self.mqtt_port, "MQTT over TLS", "--mqtt-port").await?;
         let https_listener = bind(self.bind, self.https_port, "HTTPS", "--https-port").await?;
         let plain_listener = match self.plain_mqtt_port {
@@ -285,6 +323,28 @@ impl EmulatorBuilder {
             shutdown: shutdown_tx,
             tasks,
         })
+    }
+}
+
+impl EmulatorBuilder {
+    /// The builder's device CAs, then the seed file's.
+    fn load_device_cas(&self) -> Result<DeviceCas, EmulatorError> {
+        let mut pems = Vec::new();
+        for (i, ca) in self.device_cas.iter().enumerate() {
+            pems.push(match ca {
+                DeviceCa::Pem(pem) => (format!("#{}", i + 1), pem.clone()),
+                DeviceCa::File(path) => (
+                    path.display().to_string(),
+                    std::fs::read_to_string(path).map_err(|e| {
+                        EmulatorError::Config(format!("device CA {}: {e}", path.display()))
+                    })?,
+                ),
+            });
+        }
+        if let Some(seed) = &self.seed_file {
+            pems.extend(crate::seed::device_cas(seed)?);
+        }
+        DeviceCas::from_pems(&pems)
     }
 }
 

@@ -54,22 +54,24 @@ impl Endpoints {
     ) -> Option<String> {
         let reg = lock(&hub.registry);
         let rec = reg.devices.get(device)?;
-        let keys = match module {
-            Some(m) => rec
-                .modules
-                .get(m)?
-                .module
-                .authentication
-                .symmetric_key
-                .clone(),
-            None => rec.device.authentication.symmetric_key.clone(),
-        }?;
-        let key = keys.primary_key?;
+        let auth = match module {
+            Some(m) => &rec.modules.get(m)?.module.authentication,
+            None => &rec.device.authentication,
+        };
+        // X.509 identities get `x509=true`: the certificate is given to the client apart.
+        let credential = match auth.kind.as_str() {
+            "selfSigned" | "certificateAuthority" => "x509=true".to_owned(),
+            _ => {
+                let key = auth.symmetric_key.as_ref()?.primary_key.as_ref()?;
+                format!("SharedAccessKey={}", key.expose())
+            }
+        };
         let mut s = format!("HostName={};DeviceId={device}", hub.host_name());
         if let Some(m) = module {
             s.push_str(&format!(";ModuleId={m}"));
         }
-        s.push_str(&format!(";SharedAccessKey={}", key.expose()));
+        s.push(';');
+        s.push_str(&credential);
         if self.mqtt.port() != 8883 || self.dial_host(hub) != hub.host_name() {
             s.push_str(&format!(
                 ";GatewayHostName={}",

@@ -34,6 +34,7 @@ impl Harness {
                 refuse_well_known: false,
                 id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
                 dps_retry_after: 0,
+                device_cas: Default::default(),
             },
             state_dir: None,
             seed_file: None,
@@ -82,6 +83,7 @@ impl Harness {
         let task = tokio::spawn(crate::mqtt::serve(
             self.hub.clone(),
             server,
+            std::sync::Arc::from(Vec::new()),
             self.shutdown.clone(),
         ));
         let _ = client.write_all(&self.connect).await;

@@ -8,6 +8,7 @@
 // `running` and `control` are the library's API.
 mod bootstrap;
 mod builder;
+mod client_cert;
 mod clock;
 mod control;
 pub mod dev_keys;

@@ -34,6 +34,9 @@ struct Args {
     /// Default: $HOME/.iot-hub-emulator/certs.
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
+    /// A device CA (PEM file) that `certificateAuthority` devices chain to; repeatable.
+    #[arg(long = "device-ca", value_name = "FILE")]
+    device_ca: Vec<PathBuf>,
     /// The hub host name clients use in connection strings and SAS tokens.
     #[arg(long, default_value = "localhost")]
     host_name: String,
@@ -112,6 +115,9 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(d) = args.state {
         b = b.state_dir(d);
+    }
+    for ca in args.device_ca {
+        b = b.device_ca_file(ca);
     }
     if let Some(s) = args.seed {
         b = b.seed_file(s);

@@ -101,7 +101,8 @@ impl RunningEmulator {
             .unwrap_or_default()
     }
 
-    /// The connection string of a registered device (MQTT over TLS).
+    /// The connection string of a registered device (MQTT over TLS): with its primary key,
+    /// or `x509=true` for an X.509 device (`selfSigned`, `certificateAuthority`).
     pub fn device_connection_string(&self, device_id: &str) -> Option<String> {
         self.endpoints
             .identity_connection_string(&self.hub, device_id, None)

@@ -2,9 +2,11 @@
 //!
 //! ```json
 //! { "devices": [ { "deviceId": "sensor-1", "primaryKey": "<base64>", "secondaryKey": "<base64>" },
-//!                { "deviceId": "sensor-2" } ] }
+//!                { "deviceId": "sensor-2" } ],
+//!   "deviceCAs": [ "certs/device-ca.pem", "-----BEGIN CERTIFICATE-----\n…" ] }
 //! ```
-//! Missing keys are generated.
+//! Missing keys are generated. `deviceCAs` are CAs trusted for `certificateAuthority` devices:
+//! each a PEM, or a path to one (relative paths are from the seed file's directory).
 
 use crate::error::EmulatorError;
 use crate::hub::registry::generate_key;
@@ -24,17 +26,48 @@ struct SeedDevice {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Seed {
     #[serde(default)]
     devices: Vec<SeedDevice>,
+    #[serde(default, rename = "deviceCAs")]
+    device_cas: Vec<String>,
+}
+
+fn parse(path: &Path) -> Result<Seed, EmulatorError> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))
+}
+
+/// The seed file's `deviceCAs` as (where it came from, PEM).
+pub(crate) fn device_cas(path: &Path) -> Result<Vec<(String, String)>, EmulatorError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    parse(path)?
+        .device_cas
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            if entry.trim_start().starts_with("-----BEGIN") {
+                return Ok((format!("{} deviceCAs[{i}]", path.display()), entry));
+            }
+            let file = dir.join(&entry);
+            let pem = std::fs::read_to_string(&file).map_err(|e| {
+                EmulatorError::Config(format!(
+                    "{} deviceCAs[{i}]: {}: {e}",
+                    path.display(),
+                    file.display()
+                ))
+            })?;
+            Ok((file.display().to_string(), pem))
+        })
+        .collect()
 }
 
 /// Reads the seed file into device ids and keys.
 pub(crate) fn read(path: &Path) -> Result<Vec<(String, SymmetricKey)>, EmulatorError> {
-    let bytes = std::fs::read(path)?;
-    let seed: Seed = serde_json::from_slice(&bytes)
-        .map_err(|e| EmulatorError::State(format!("{}: {e}", path.display())))?;
-    seed.devices
+    parse(path)?
+        .devices
         .into_iter()
         .map(|d| {
             for k in [&d.primary_key, &d.secondary_key].into_iter().flatten() {

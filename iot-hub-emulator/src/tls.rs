@@ -5,9 +5,12 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+use rustls::DigitallySignedStruct;
 use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -123,10 +126,69 @@ fn generate(names: &[String]) -> Result<TlsMaterial, EmulatorError> {
     })
 }
 
-/// A rustls server configuration (ring provider, TLS 1.2 and 1.3) for the material.
+/// Asks every client for a certificate without requiring one, as the hub does: SAS devices
+/// send none, X.509 devices send their chain. Any chain passes the handshake; whether it
+/// authenticates a device is decided at CONNECT, where the device's registration is known
+/// (a handshake failure would give the device no CONNACK to tell it why).
+///
+/// The handshake signature is still verified, so a presented certificate proves possession
+/// of its private key.
+#[derive(Debug)]
+struct RequestClientCert {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A rustls server configuration (ring provider, TLS 1.2 and 1.3) for the material. With
+/// `client_certs` it asks for (but does not require) a client certificate.
 pub(crate) fn server_config(
     m: &TlsMaterial,
     alpn: &[&[u8]],
+    client_certs: bool,
 ) -> Result<Arc<ServerConfig>, EmulatorError> {
     let certs = CertificateDer::pem_slice_iter(m.cert_pem.as_bytes())
         .chain(CertificateDer::pem_slice_iter(m.ca_pem.as_bytes()))
@@ -134,12 +196,16 @@ pub(crate) fn server_config(
         .map_err(tls_err)?;
     let key = PrivateKeyDer::from_pem_slice(m.key_pem.as_bytes()).map_err(tls_err)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let algorithms = provider.signature_verification_algorithms;
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(tls_err)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .map_err(tls_err)?;
+    let builder = if client_certs {
+        builder.with_client_cert_verifier(Arc::new(RequestClientCert { algorithms }))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(tls_err)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -29,7 +29,7 @@ pub use iot_common::registry::{
 pub use iot_common::twin::{Capabilities, ConnectionState, DeviceStatus};
 pub use iot_common::{
     Backoff, ConnectionStringError, ErrorCode, JobResponse, JobStatus, JobType, MethodInvocation,
-    Secret, ServiceConnectionString, Timestamp, TimestampError, Twin, TwinCollection,
+    Secret, ServiceConnectionString, Thumbprint, Timestamp, TimestampError, Twin, TwinCollection,
     TwinProperties,
 };
 pub use jobs::JobSchedule;

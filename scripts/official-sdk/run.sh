@@ -27,8 +27,13 @@ ip link set lo up
 work="$(mktemp -d)"
 devices=()
 trap 'kill "${emu_pid:-0}" "${devices[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# The device CA that x509_check.py signs certificateAuthority devices' leaves with.
+export DEVICE_CA_CERT="$work/device-ca.pem" DEVICE_CA_KEY="$work/device-ca.key"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -keyout "$DEVICE_CA_KEY" -out "$DEVICE_CA_CERT" -subj "/CN=Official SDK check device CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,digitalSignature" 2>/dev/null
 "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
-  > "$work/emulator.log" 2>&1 &
+  --device-ca "$DEVICE_CA_CERT" > "$work/emulator.log" 2>&1 &
 emu_pid=$!
 for _ in $(seq 1 100); do
   grep -q '^export IOTHUB_CA_CERT' "$work/emulator.log" 2>/dev/null && break
@@ -93,6 +98,8 @@ compare_queries() {
 run "python query_iot_hub == rust query" compare_queries
 checks=5
 run "python ProvisioningDeviceClient (individual + group) + IoTHubDeviceClient" timeout 180 "$venv/bin/python" "$here/dps_check.py"
+checks=$((checks + 1))
+run "python X.509 IoTHubDeviceClient (selfSigned, CA) + ProvisioningDeviceClient X.509" timeout 180 "$venv/bin/python" "$here/x509_check.py"
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
 # The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.

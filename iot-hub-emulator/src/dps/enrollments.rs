@@ -1,6 +1,7 @@
 //! Enrollment documents (as the enrollment service API carries them) and their CRUD rules:
 //! etags, server-generated keys, `provisioningStatus`, timestamps.
 
+use super::x509::{Role, check_attestation};
 use super::{Dps, DpsError, MAX_ENROLLMENTS};
 use crate::clock::now_string;
 use crate::hub::persistence::Kind;
@@ -23,8 +24,9 @@ fn generate_key() -> Secret {
     Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// Checks the attestation and fills in the keys DPS generates when none are given.
-fn prepare_attestation(a: &mut Attestation) -> Result<(), DpsError> {
+/// Checks the attestation and fills in the keys DPS generates when none are given. `role`
+/// says which certificates an X.509 attestation carries (a device's or a group's CA).
+fn prepare_attestation(a: &mut Attestation, role: Role) -> Result<(), DpsError> {
     match a.kind {
         AttestationType::SymmetricKey => {
             let keys = a.symmetric_key.get_or_insert_with(SymmetricKey::default);
@@ -42,10 +44,12 @@ fn prepare_attestation(a: &mut Attestation) -> Result<(), DpsError> {
             }
             Ok(())
         }
-        AttestationType::X509 if a.x509.is_some() => Ok(()),
-        AttestationType::X509 => Err(DpsError::bad_request(
-            "An x509 attestation needs an `x509` object.",
-        )),
+        AttestationType::X509 => match &a.x509 {
+            Some(x509) => check_attestation(x509, role),
+            None => Err(DpsError::bad_request(
+                "An x509 attestation needs an `x509` object.",
+            )),
+        },
         AttestationType::Tpm => Err(DpsError::bad_request(
             "TPM attestation is not supported by the emulator.",
         )),
@@ -97,7 +101,7 @@ impl Dps {
             ));
         }
         validate_registration_id(id).map_err(|e| DpsError::bad_request(e.to_string()))?;
-        prepare_attestation(&mut doc.attestation)?;
+        prepare_attestation(&mut doc.attestation, Role::Client)?;
         check_status(&mut doc.provisioning_status)?;
         let mut s = self.lock();
         let old = s.individual.get(id);
@@ -169,7 +173,7 @@ impl Dps {
             ));
         }
         validate_registration_id(id).map_err(|e| DpsError::bad_request(e.to_string()))?;
-        prepare_attestation(&mut doc.attestation)?;
+        prepare_attestation(&mut doc.attestation, Role::Signing)?;
         check_status(&mut doc.provisioning_status)?;
         let mut s = self.lock();
         let old = s.groups.get(id);

@@ -10,10 +10,11 @@ mod persist;
 mod register;
 #[cfg(test)]
 mod tests;
+mod x509;
 
 pub(crate) use iot_common::provisioning::{EnrollmentGroup, IndividualEnrollment};
 pub(crate) use persist::DpsRows;
-pub(crate) use register::{Attestor, ProvisionedDevice};
+pub(crate) use register::{Attestor, ProvisionedDevice, X509Credential};
 
 use iot_common::provisioning::ServiceErrorBody;
 use std::collections::{BTreeMap, VecDeque};

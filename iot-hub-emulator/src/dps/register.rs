@@ -1,6 +1,7 @@
 //! The device side of DPS: checking a registration's credential and assigning the device.
 
 use super::enrollments::is_enabled;
+use super::x509::X509Match;
 use super::{Dps, DpsError, MAX_OPERATIONS, Provisioner};
 use crate::clock::now_string;
 use crate::hub::persistence::Kind;
@@ -9,7 +10,8 @@ use iot_common::provisioning::{
     derive_device_key, topics,
 };
 use iot_common::registry::SymmetricKey;
-use iot_common::{SasToken, Secret};
+use iot_common::{SasToken, Secret, Thumbprint};
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 /// Who a registration was proven to be.
@@ -22,6 +24,16 @@ pub(crate) enum Attestor {
         registration_id: String,
         group_id: String,
     },
+    /// A client certificate listed in the individual enrollment; `thumbprint` is its leaf's.
+    X509Individual {
+        registration_id: String,
+        thumbprint: Thumbprint,
+    },
+    /// A client certificate chain that reaches a group's signing certificate.
+    X509Group {
+        registration_id: String,
+        group_id: String,
+    },
 }
 
 impl Attestor {
@@ -30,16 +42,34 @@ impl Attestor {
             Self::Individual { registration_id }
             | Self::Group {
                 registration_id, ..
+            }
+            | Self::X509Individual {
+                registration_id, ..
+            }
+            | Self::X509Group {
+                registration_id, ..
             } => registration_id,
         }
     }
+}
+
+/// How a device assigned through X.509 attestation authenticates to the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum X509Credential {
+    /// `selfSigned`, pinned to the leaf the device registered with.
+    SelfSigned(Thumbprint),
+    /// `certificateAuthority`: its chain reaches the group's signing certificate.
+    CertificateAuthority,
 }
 
 /// The device DPS asks the hub to create or update.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ProvisionedDevice {
     pub(crate) device_id: String,
+    /// The SAS keys, for a device attested with a symmetric key.
     pub(crate) keys: SymmetricKey,
+    /// For a device attested with X.509 (`keys` is then empty).
+    pub(crate) x509: Option<X509Credential>,
     /// `{"tags": …, "properties": {"desired": …}}` from the enrollment.
     pub(crate) initial_twin: Option<Value>,
     /// The first registration of this id: the initial twin is applied.
@@ -108,6 +138,28 @@ impl Dps {
         Err(DpsError::unauthorized())
     }
 
+    /// Checks the client certificate chain of a registration without a SAS token (see
+    /// [`Dps::match_x509`]).
+    pub(crate) fn authorize_x509(
+        &self,
+        registration_id: &str,
+        chain: &[CertificateDer<'_>],
+        now_unix: u64,
+    ) -> Result<Attestor, DpsError> {
+        let registration_id = registration_id.to_owned();
+        Ok(match self.match_x509(&registration_id, chain, now_unix)? {
+            X509Match::Individual => Attestor::X509Individual {
+                registration_id,
+                // The chain is not empty once it matched.
+                thumbprint: Thumbprint::sha256(chain.first().map_or(&[][..], |c| c.as_ref())),
+            },
+            X509Match::Group(group_id) => Attestor::X509Group {
+                registration_id,
+                group_id,
+            },
+        })
+    }
+
     /// Registers a proven device: assigns it to the hub (through `provisioner`) and returns
     /// the first answer, `assigning` with the operation to poll; a disabled enrollment is
     /// answered `disabled` at once.
@@ -127,22 +179,47 @@ impl Dps {
             let s = self.lock();
             let first = !s.registrations.contains_key(registration_id);
             match attestor {
-                Attestor::Individual { .. } => {
+                Attestor::Individual { .. } | Attestor::X509Individual { .. } => {
                     let e = s
                         .individual
                         .get(registration_id)
                         .ok_or_else(DpsError::unauthorized)?;
-                    let keys = e.attestation.symmetric_key.clone().unwrap_or_default();
+                    let (keys, x509) = match attestor {
+                        Attestor::X509Individual { thumbprint, .. } => (
+                            SymmetricKey::default(),
+                            Some(X509Credential::SelfSigned(thumbprint.clone())),
+                        ),
+                        _ => (
+                            e.attestation.symmetric_key.clone().unwrap_or_default(),
+                            None,
+                        ),
+                    };
                     let device = ProvisionedDevice {
                         device_id: e
                             .device_id
                             .clone()
                             .unwrap_or_else(|| registration_id.to_owned()),
                         keys,
+                        x509,
                         initial_twin: e.initial_twin.clone(),
                         reset_twin: first,
                     };
                     (device, is_enabled(e.provisioning_status.as_deref()), None)
+                }
+                Attestor::X509Group { group_id, .. } => {
+                    let g = s.groups.get(group_id).ok_or_else(DpsError::unauthorized)?;
+                    let device = ProvisionedDevice {
+                        device_id: registration_id.to_owned(),
+                        keys: SymmetricKey::default(),
+                        x509: Some(X509Credential::CertificateAuthority),
+                        initial_twin: g.initial_twin.clone(),
+                        reset_twin: first,
+                    };
+                    (
+                        device,
+                        is_enabled(g.provisioning_status.as_deref()),
+                        Some(group_id.clone()),
+                    )
                 }
                 Attestor::Group { group_id, .. } => {
                     let g = s.groups.get(group_id).ok_or_else(DpsError::unauthorized)?;
@@ -157,6 +234,7 @@ impl Dps {
                     let device = ProvisionedDevice {
                         device_id: registration_id.to_owned(),
                         keys,
+                        x509: None,
                         initial_twin: g.initial_twin.clone(),
                         reset_twin: first,
                     };

@@ -7,14 +7,15 @@
 use super::AppState;
 use super::paging::page;
 use super::response::{ApiResult, JSON, authorize, if_match, parse_json};
+use crate::client_cert::PeerChain;
 use crate::clock::unix_now;
 use crate::dps::{DpsError, EnrollmentGroup, IndividualEnrollment};
 use crate::hub::registry::Rights;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
+use axum::{Extension, Router};
 use bytes::Bytes;
 use iot_common::provisioning::{RegistrationRequest, RegistrationStatus};
 use serde::{Deserialize, Serialize};
@@ -95,29 +96,38 @@ pub(crate) fn routes() -> Router<AppState> {
 
 // ---- the device registration API ----
 
+/// A registration request's credential: the SAS token in `Authorization`, or without one the
+/// client certificate chain of the HTTPS connection (X.509 attestation).
 fn device_auth(
     s: &AppState,
     scope: &str,
     rid: &str,
     h: &HeaderMap,
+    peer: Option<&PeerChain>,
 ) -> Result<crate::dps::Attestor, DpsError> {
     if scope != s.hub.dps.id_scope() {
         return Err(DpsError::not_found("ID scope"));
     }
-    let token = h
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(DpsError::unauthorized)?;
-    s.hub.dps.authorize_sas(rid, token, unix_now())
+    match h.get(header::AUTHORIZATION) {
+        Some(v) => {
+            let token = v.to_str().map_err(|_| DpsError::unauthorized())?;
+            s.hub.dps.authorize_sas(rid, token, unix_now())
+        }
+        None => s
+            .hub
+            .dps
+            .authorize_x509(rid, peer.map_or(&[][..], |p| &p[..]), unix_now()),
+    }
 }
 
 async fn register(
     State(s): State<AppState>,
     Path((scope, rid)): Path<(String, String)>,
+    peer: Option<Extension<PeerChain>>,
     h: HeaderMap,
     b: Bytes,
 ) -> Result<Response, DpsError> {
-    let who = device_auth(&s, &scope, &rid, &h)?;
+    let who = device_auth(&s, &scope, &rid, &h, peer.as_deref())?;
     let request: RegistrationRequest = body(&b)?;
     let op = s.hub.dps.register(&who, &request, s.hub.as_ref())?;
     s.hub.mark_dirty();
@@ -134,9 +144,10 @@ async fn register(
 async fn operation(
     State(s): State<AppState>,
     Path((scope, rid, op)): Path<(String, String, String)>,
+    peer: Option<Extension<PeerChain>>,
     h: HeaderMap,
 ) -> Result<Response, DpsError> {
-    device_auth(&s, &scope, &rid, &h)?;
+    device_auth(&s, &scope, &rid, &h, peer.as_deref())?;
     Ok(answer(StatusCode::OK, &s.hub.dps.operation(&rid, &op)?))
 }
 

@@ -130,6 +130,15 @@ pub(crate) async fn accept_loop(
             else {
                 return;
             };
+            // The client certificate chain travels with each request, for MQTT over WebSockets.
+            let peer = crate::client_cert::peer_chain(stream.get_ref().1);
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut r: hyper::Request<hyper::body::Incoming>| {
+                    r.extensions_mut().insert(peer.clone());
+                    r
+                },
+            );
             let service = TowerToHyperService::new(app);
             // HTTP/1.1 only (ALPN offers nothing else): hyper-util's auto builder would sniff
             // the version with a read that has no timeout. hyper's header-read timer also runs

@@ -11,7 +11,11 @@ use tokio::sync::watch;
 /// Serves one MQTT connection over a byte stream until it ends or shutdown. The bootstrap
 /// passes the MQTT front end's handler in, so that `http/` does not depend on `mqtt/`.
 pub(crate) type StreamHandler = Arc<
-    dyn Fn(DuplexStream, watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+    dyn Fn(
+            DuplexStream,
+            crate::client_cert::PeerChain,
+            watch::Receiver<bool>,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send>>
         + Send
         + Sync,
 >;

@@ -1,21 +1,29 @@
 //! MQTT over WebSockets (`/$iothub/websocket`, sub-protocol `mqtt`): the WebSocket's binary
-//! frames are bridged into the same connection handler as TCP.
+//! frames are bridged into the same connection handler as TCP, with the client certificate
+//! chain of the HTTPS connection (so X.509 devices work over WebSockets too).
 
 use super::state::AppState;
+use crate::client_cert::PeerChain;
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(s): State<AppState>,
+    peer: Option<Extension<PeerChain>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let peer = peer.map_or_else(|| PeerChain::from(Vec::new()), |Extension(p)| p);
     ws.protocols(["mqtt"])
-        .on_upgrade(move |socket| bridge(s, socket))
+        .on_upgrade(move |socket| bridge(s, peer, socket))
 }
 
-async fn bridge(state: AppState, socket: WebSocket) {
+async fn bridge(state: AppState, peer: PeerChain, socket: WebSocket) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let mqtt = tokio::spawn((state.mqtt_over_ws)(theirs, state.shutdown.clone()));
+    let mqtt = tokio::spawn((state.mqtt_over_ws)(theirs, peer, state.shutdown.clone()));
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut rd, mut wr) = tokio::io::split(ours);
     let inbound = async {

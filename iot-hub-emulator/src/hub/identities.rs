@@ -1,7 +1,7 @@
 //! Identity registry operations: create, read, update, delete devices and modules.
 
 use super::Hub;
-use super::registry::{DeviceRecord, ModuleRecord, ensure_keys, etag_matches};
+use super::registry::{DeviceRecord, ModuleRecord, etag_matches, normalize_authentication};
 use super::twin_state::TwinState;
 use crate::clock::{now_string, now_timestamp};
 use crate::error::HubRefusal;
@@ -29,6 +29,7 @@ impl Hub {
                 "deviceId in the body does not match the path",
             ));
         }
+        normalize_authentication(&mut body.authentication).map_err(HubRefusal::bad_request)?;
         let now = now_string();
         let mut reg = lock(&self.registry);
         let etag = reg.next_etag();
@@ -44,7 +45,6 @@ impl Hub {
                 if !etag_matches(Some(tag), rec.device.etag.as_deref().unwrap_or_default()) {
                     return Err(HubRefusal::precondition_failed());
                 }
-                ensure_keys(&mut body.authentication.symmetric_key);
                 let d = &mut rec.device;
                 if d.status != body.status {
                     d.status_updated_time = Some(now_timestamp());
@@ -60,7 +60,6 @@ impl Hub {
                 return Err(HubRefusal::device_not_found(id));
             }
             (None, _) => {
-                ensure_keys(&mut body.authentication.symmetric_key);
                 body.device_id = id.to_owned();
                 body.etag = Some(etag);
                 body.generation_id = Some(format!("{}", chrono::Utc::now().timestamp_micros()));
@@ -149,13 +148,13 @@ impl Hub {
         if_match: Option<&str>,
     ) -> Result<(Module, bool), HubRefusal> {
         check_id("moduleId", module_id)?;
+        normalize_authentication(&mut body.authentication).map_err(HubRefusal::bad_request)?;
         let now = now_string();
         let mut reg = lock(&self.registry);
         let etag = reg.next_etag();
         let rec = reg
             .record_mut(device_id)
             .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
-        ensure_keys(&mut body.authentication.symmetric_key);
         let out = match (rec.modules.get_mut(module_id), if_match) {
             (Some(_), None) => {
                 return Err(HubRefusal::new(

@@ -70,6 +70,8 @@ pub(crate) struct HubOptions {
     pub(crate) id_scope: String,
     /// The `retry-after` (seconds) of DPS's first `assigning` answer.
     pub(crate) dps_retry_after: u64,
+    /// The CAs that `certificateAuthority` devices chain to (from configuration, not stored).
+    pub(crate) device_cas: std::sync::Arc<crate::client_cert::DeviceCas>,
 }
 
 /// What `--state` (or nothing) gives the hub at start-up.

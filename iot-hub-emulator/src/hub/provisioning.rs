@@ -2,29 +2,50 @@
 //! device, and give a first registration the enrollment's initial twin.
 
 use super::Hub;
-use crate::dps::{ProvisionedDevice, Provisioner};
+use crate::dps::{ProvisionedDevice, Provisioner, X509Credential};
 use iot_common::ErrorCode;
-use iot_common::registry::{AuthenticationMechanism, Device};
+use iot_common::registry::{AuthenticationMechanism, Device, SymmetricKey, X509Thumbprint};
 use serde_json::{Value, json};
+
+/// The hub identity's authentication for a provisioned device: its SAS keys, or for X.509
+/// attestation `selfSigned` with the registered leaf's thumbprint or `certificateAuthority`.
+fn authentication(d: &ProvisionedDevice) -> AuthenticationMechanism {
+    let mut auth = AuthenticationMechanism::sas(d.keys.clone());
+    match &d.x509 {
+        None => {}
+        Some(X509Credential::SelfSigned(thumbprint)) => {
+            auth.kind = "selfSigned".into();
+            let mut t = X509Thumbprint::default();
+            t.primary_thumbprint = Some(thumbprint.to_string());
+            auth.x509_thumbprint = Some(t);
+            auth.symmetric_key = Some(SymmetricKey::default());
+        }
+        Some(X509Credential::CertificateAuthority) => {
+            auth.kind = "certificateAuthority".into();
+            auth.x509_thumbprint = Some(X509Thumbprint::default());
+            auth.symmetric_key = Some(SymmetricKey::default());
+        }
+    }
+    auth
+}
 
 impl Provisioner for Hub {
     fn provision(&self, d: &ProvisionedDevice) -> Result<(), String> {
+        let auth = authentication(d);
         match self.get_device(&d.device_id) {
             Ok(mut existing) => {
-                if existing.authentication.symmetric_key.as_ref() != Some(&d.keys) {
-                    existing.authentication = AuthenticationMechanism::sas(d.keys.clone());
+                if existing.authentication != auth {
+                    existing.authentication = auth;
                     let etag = existing.etag.clone();
                     self.put_device(&d.device_id, existing, etag.as_deref().or(Some("*")))
                         .map_err(|e| e.message)?;
                 }
             }
             Err(e) if e.code == ErrorCode::DeviceNotFound => {
-                self.put_device(
-                    &d.device_id,
-                    Device::new(&d.device_id, Some(d.keys.clone())),
-                    None,
-                )
-                .map_err(|e| e.message)?;
+                let mut device = Device::new(&d.device_id, None);
+                device.authentication = auth;
+                self.put_device(&d.device_id, device, None)
+                    .map_err(|e| e.message)?;
             }
             Err(e) => return Err(e.message),
         }

@@ -4,8 +4,8 @@
 use super::persistence::{Kind, Loaded, Write};
 use super::twin_state::TwinState;
 use base64::Engine as _;
-use iot_common::Secret;
-use iot_common::registry::{Device, Module, SymmetricKey};
+use iot_common::registry::{AuthenticationMechanism, Device, Module, SymmetricKey, X509Thumbprint};
+use iot_common::{Secret, Thumbprint};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -250,6 +250,57 @@ pub(crate) fn ensure_keys(keys: &mut Option<SymmetricKey>) {
             *slot = Some(generate_key());
         }
     }
+}
+
+/// Checks and completes an identity's `authentication` as the hub does on create and update:
+/// `sas` gets any missing keys generated; `selfSigned` needs a primary thumbprint (SHA-1 or
+/// SHA-256 hex, any case, `:` ignored; stored upper case) and has no keys;
+/// `certificateAuthority` and `none` have neither. The type is matched case-insensitively
+/// and stored in the hub's spelling.
+pub(crate) fn normalize_authentication(auth: &mut AuthenticationMechanism) -> Result<(), String> {
+    let kind = ["sas", "selfSigned", "certificateAuthority", "none"]
+        .into_iter()
+        .find(|k| k.eq_ignore_ascii_case(&auth.kind))
+        .ok_or_else(|| {
+            format!(
+                "authentication.type '{}' is not one of sas, selfSigned, certificateAuthority, none",
+                auth.kind
+            )
+        })?;
+    auth.kind = kind.to_owned();
+    match kind {
+        "sas" => ensure_keys(&mut auth.symmetric_key),
+        "selfSigned" => {
+            let t = auth
+                .x509_thumbprint
+                .get_or_insert_with(X509Thumbprint::default);
+            for (name, slot) in [
+                ("primaryThumbprint", &mut t.primary_thumbprint),
+                ("secondaryThumbprint", &mut t.secondary_thumbprint),
+            ] {
+                *slot = match slot.as_deref().map(str::trim) {
+                    None | Some("") => None,
+                    Some(v) => Some(
+                        v.parse::<Thumbprint>()
+                            .map_err(|e| format!("authentication.x509Thumbprint.{name}: {e}"))?
+                            .to_string(),
+                    ),
+                };
+            }
+            if t.primary_thumbprint.is_none() {
+                return Err(
+                    "a selfSigned identity needs authentication.x509Thumbprint.primaryThumbprint"
+                        .into(),
+                );
+            }
+            auth.symmetric_key = Some(SymmetricKey::default());
+        }
+        _ => {
+            auth.x509_thumbprint = Some(X509Thumbprint::default());
+            auth.symmetric_key = Some(SymmetricKey::default());
+        }
+    }
+    Ok(())
 }
 
 /// The keys an identity can sign with, primary first.

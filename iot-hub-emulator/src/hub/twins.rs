@@ -26,9 +26,18 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
             .map_or(Value::Null, |t| Value::String(t.to_string()))
     };
     put("deviceId", Value::String(d.device_id.clone()));
+    let auth = match module_id {
+        Some(m) => &rec.modules.get(m)?.module.authentication,
+        None => &d.authentication,
+    };
+    put("authenticationType", Value::String(auth.kind.clone()));
+    let thumbprints = auth.x509_thumbprint.clone().unwrap_or_default();
     put(
-        "authenticationType",
-        Value::String(d.authentication.kind.clone()),
+        "x509Thumbprint",
+        serde_json::json!({
+            "primaryThumbprint": thumbprints.primary_thumbprint,
+            "secondaryThumbprint": thumbprints.secondary_thumbprint,
+        }),
     );
     put(
         "cloudToDeviceMessageCount",

@@ -1,6 +1,7 @@
 //! One MQTT connection: CONNECT and authentication, then packets in and hub messages out, in a
 //! single task that owns the socket.
 
+use crate::client_cert::PeerChain;
 use crate::clock::{now_string, unix_now};
 use crate::hub::auth::DeviceIdentity;
 use crate::hub::{C2dMessage, Hub, Outbound, SessionHandle, TelemetryRecord, sub};
@@ -102,9 +103,14 @@ pub(super) async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: ConnectRetur
     farewell(wr, &out).await;
 }
 
-/// Serves one device connection until it closes.
-pub(crate) async fn serve<S>(hub: Arc<Hub>, stream: S, mut shutdown: watch::Receiver<bool>)
-where
+/// Serves one device connection until it closes. `peer` is the client certificate chain of
+/// its TLS handshake (empty when none was presented).
+pub(crate) async fn serve<S>(
+    hub: Arc<Hub>,
+    stream: S,
+    peer: PeerChain,
+    mut shutdown: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -136,13 +142,18 @@ where
     // DPS shares the port: its user names are `{scope}/registrations/{id}/api-version=…`.
     if let Some(names) = username.and_then(iot_common::provisioning::topics::parse_username) {
         let (scope, id) = (names.0.to_owned(), names.1.to_owned());
-        super::dps::serve(hub, connect, (&scope, &id), rd, wr, inbuf, shutdown).await;
+        super::dps::serve(hub, connect, (&scope, &id), peer, rd, wr, inbuf, shutdown).await;
         return;
     }
-    let identity: DeviceIdentity = match hub.authenticate(&connect.client_id, username, password) {
+    let identity: DeviceIdentity = match hub.authenticate(
+        &connect.client_id,
+        username,
+        password,
+        &peer,
+    ) {
         Ok(id) => id,
         Err(reason) => {
-            tracing::info!(client_id = %connect.client_id, ?reason, "connection refused");
+            tracing::info!(client_id = %connect.client_id, reason = reason.why(), "connection refused");
             refuse(&mut wr, ConnectReturnCode::NotAuthorized).await;
             return;
         }

@@ -3,6 +3,7 @@
 //! `$dps/registrations/res/{status}/?$rid=…`.
 
 use super::connection::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET, farewell, refuse};
+use crate::client_cert::PeerChain;
 use crate::clock::unix_now;
 use crate::dps::{Attestor, DpsError};
 use crate::hub::Hub;
@@ -30,11 +31,14 @@ enum Next {
     Close(&'static str),
 }
 
-/// Serves a DPS connection whose CONNECT named `scope` and `registration_id`.
+/// Serves a DPS connection whose CONNECT named `scope` and `registration_id`; `peer` is the
+/// client certificate chain of its TLS handshake, used when there is no SAS password.
+#[allow(clippy::too_many_arguments)] // the pieces of one accepted connection
 pub(crate) async fn serve<R, W>(
     hub: Arc<Hub>,
     connect: Connect,
     (scope, registration_id): (&str, &str),
+    peer: PeerChain,
     mut rd: R,
     mut wr: W,
     mut inbuf: BytesMut,
@@ -45,16 +49,20 @@ pub(crate) async fn serve<R, W>(
 {
     let password = connect.login.as_ref().map(|l| l.password.as_str());
     let attestor = if scope != hub.dps.id_scope() {
-        Err("unknown ID scope")
+        Err("unknown ID scope".to_owned())
     } else if connect.client_id != registration_id {
-        Err("the client id is not the registration id")
+        Err("the client id is not the registration id".to_owned())
     } else {
         match password {
             Some(p) if !p.is_empty() => hub
                 .dps
                 .authorize_sas(registration_id, p, unix_now())
-                .map_err(|_| "the token does not match an enrollment"),
-            _ => Err("no token (X.509 attestation is not supported yet)"),
+                .map_err(|_| "the token does not match an enrollment".to_owned()),
+            // X.509 attestation: the certificate of the TLS handshake.
+            _ => hub
+                .dps
+                .authorize_x509(registration_id, &peer, unix_now())
+                .map_err(|e| e.message),
         }
     };
     let attestor = match attestor {

@@ -42,12 +42,15 @@ pub(crate) async fn accept_loop(
                         acceptor.accept(tcp),
                     );
                     match handshake.await {
-                        Ok(Ok(stream)) => serve(hub, stream, shutdown).await,
+                        Ok(Ok(stream)) => {
+                            let peer = crate::client_cert::peer_chain(stream.get_ref().1);
+                            serve(hub, stream, peer, shutdown).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
                         Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
                     }
                 }
-                None => serve(hub, tcp, shutdown).await,
+                None => serve(hub, tcp, Arc::from(Vec::new()), shutdown).await,
             }
         });
     }
