@@ -98,7 +98,7 @@ compare_queries() {
 run "python query_iot_hub == rust query" compare_queries
 checks=5
 run "python ProvisioningDeviceClient (individual + group) + IoTHubDeviceClient" timeout 180 "$venv/bin/python" "$here/dps_check.py"
-checks=$((checks + 1))
+checks=$((checks + 2))
 run "python X.509 IoTHubDeviceClient (selfSigned, CA) + ProvisioningDeviceClient X.509" timeout 180 "$venv/bin/python" "$here/x509_check.py"
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
@@ -113,6 +113,8 @@ if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
     timeout 120 node "$here/node/tutorial_check.js" service
   run "node provisioning device (MQTT, HTTPS) + provisioning service + device" \
     timeout 180 node "$here/node/dps_check.js"
+  run "node provisioning device X.509 (individual, group) + X.509 device" \
+    timeout 180 node "$here/node/dps_x509_check.js"
 else
   echo "== node SDK checks skipped: node or npm not installed"
 fi
