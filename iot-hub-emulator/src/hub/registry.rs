@@ -2,6 +2,7 @@
 //! policies. This is what `--state DIR` persists.
 
 use super::persistence::{Kind, Loaded, Write};
+use super::tag_index::TagIndex;
 use super::twin_state::TwinState;
 use base64::Engine as _;
 use iot_common::Secret;
@@ -107,6 +108,9 @@ pub(crate) struct Registry {
     /// Changes not yet handed to the store (only tracked with `--state`).
     #[serde(skip)]
     changes: Changes,
+    /// Derived from `devices`; kept current through the same three mutators as `changes`.
+    #[serde(skip)]
+    tag_index: TagIndex,
 }
 
 /// What changed since the last hand-over to the store.
@@ -126,6 +130,7 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
+        self.tag_index.touch(id);
         rec.doc = CachedDoc::new();
         for m in rec.modules.values_mut() {
             m.doc = CachedDoc::new();
@@ -149,6 +154,7 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
+        self.tag_index.touch(id);
         self.devices.insert(id.to_owned(), rec);
     }
 
@@ -157,7 +163,14 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
+        self.tag_index.touch(id);
         self.devices.remove(id)
+    }
+
+    /// The tag index, brought up to date with the records first.
+    pub(crate) fn tag_index(&mut self) -> &TagIndex {
+        self.tag_index.refresh(&self.devices);
+        &self.tag_index
     }
 
     /// The policies, for changing.
