@@ -126,11 +126,12 @@ impl Registry {
     /// A device record for changing: its cached twin documents (device and modules) are
     /// dropped first. Every mutation of a record goes through here.
     pub(crate) fn record_mut(&mut self, id: &str) -> Option<&mut DeviceRecord> {
+        let records = self.devices.len();
         let rec = self.devices.get_mut(id)?;
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
-        self.tag_index.touch(id);
+        self.tag_index.touch(id, records);
         rec.doc = CachedDoc::new();
         for m in rec.modules.values_mut() {
             m.doc = CachedDoc::new();
@@ -154,7 +155,7 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
-        self.tag_index.touch(id);
+        self.tag_index.touch(id, self.devices.len());
         self.devices.insert(id.to_owned(), rec);
     }
 
@@ -163,7 +164,7 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
-        self.tag_index.touch(id);
+        self.tag_index.touch(id, self.devices.len());
         self.devices.remove(id)
     }
 

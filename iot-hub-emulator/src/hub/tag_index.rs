@@ -15,6 +15,9 @@ type Postings<K> = HashMap<Vec<String>, HashMap<IndexValue, BTreeSet<K>>>;
 /// One indexed tag leaf of a device: the module (`None` for the device twin), path and value.
 type Entry = (Option<String>, Vec<String>, IndexValue);
 
+/// The stale set's bound on a small registry.
+const MIN_STALE: usize = 1024;
+
 #[derive(Debug, Default)]
 pub(crate) struct TagIndex {
     built: bool,
@@ -27,9 +30,20 @@ pub(crate) struct TagIndex {
 }
 
 impl TagIndex {
-    /// Notes that a device's record may have changed (or appeared, or gone).
-    pub(crate) fn touch(&mut self, device_id: &str) {
-        if self.built && !self.stale.contains(device_id) {
+    /// Notes that a device's record may have changed (or appeared, or gone); `records` is
+    /// the registry's size.
+    ///
+    /// The stale set is bounded by the registry (at least [`MIN_STALE`]): churn through many
+    /// distinct ids between lookups would otherwise grow it without end. Past the bound the
+    /// index is dropped and rebuilt at the next lookup, which costs no more than re-indexing
+    /// that many stale devices would.
+    pub(crate) fn touch(&mut self, device_id: &str, records: usize) {
+        if !self.built || self.stale.contains(device_id) {
+            return;
+        }
+        if self.stale.len() >= records.max(MIN_STALE) {
+            *self = Self::default();
+        } else {
             self.stale.insert(device_id.to_owned());
         }
     }
@@ -165,5 +179,17 @@ mod tests {
                 (path(&["z"]), IndexValue::Null),
             ]
         );
+    }
+
+    #[test]
+    fn churn_between_lookups_stays_bounded() {
+        let mut index = TagIndex::default();
+        index.refresh(&BTreeMap::new());
+        for i in 0..MIN_STALE * 3 {
+            index.touch(&format!("gone-{i}"), 0);
+            assert!(index.stale.len() <= MIN_STALE);
+        }
+        index.refresh(&BTreeMap::new());
+        assert!(index.built && index.stale.is_empty() && index.entries.is_empty());
     }
 }
