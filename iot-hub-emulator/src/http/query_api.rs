@@ -38,7 +38,7 @@ pub(crate) async fn query_devices(
         (None, _) => "twin",
         (Some(_), _) => "raw",
     };
-    let docs = s.hub.documents(q.from);
+    let docs = s.hub.candidate_documents(q.from, q.filter.as_ref());
     let mut rows: Vec<Arc<Value>> = match &q.projections {
         None => query::select_shared(&q, docs),
         Some(_) => query::run(&q, &docs).into_iter().map(Arc::new).collect(),

@@ -230,7 +230,7 @@ async fn run_job(hub: Arc<Hub>, job: JobResponse) {
         return;
     };
     let devices: Vec<String> = hub
-        .documents(Collection::Devices)
+        .candidate_documents(Collection::Devices, Some(&condition))
         .iter()
         .filter(|d| query::matches(&condition, d.as_ref()))
         .filter_map(|d| d.get("deviceId").and_then(Value::as_str).map(str::to_owned))

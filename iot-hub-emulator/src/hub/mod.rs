@@ -5,7 +5,7 @@
 //!
 //! | store | file | what it holds |
 //! |---|---|---|
-//! | registry | `registry.rs`, `twin_state.rs` | identities, keys, policies, and each identity's twin (documents, versions, etags, `$metadata`) |
+//! | registry | `registry.rs`, `twin_state.rs`, `tag_index.rs` | identities, keys, policies, and each identity's twin (documents, versions, etags, `$metadata`); the index of tag values that queries look up |
 //! | sessions | `session_store.rs`, `close_signal.rs` | live MQTT connections, persistent subscriptions |
 //! | cloud-to-device | `c2d_store.rs` | pending messages per device |
 //! | telemetry | `telemetry.rs` | the bounded buffer of received messages |
@@ -31,9 +31,12 @@ mod methods;
 pub(crate) mod persistence;
 mod provisioning;
 mod query;
+#[cfg(test)]
+mod query_tests;
 pub(crate) mod registry;
 mod session_store;
 mod sessions;
+mod tag_index;
 mod telemetry;
 pub(crate) mod twin_state;
 mod twins;

@@ -2,6 +2,7 @@
 //! policies. This is what `--state DIR` persists.
 
 use super::persistence::{Kind, Loaded, Write};
+use super::tag_index::TagIndex;
 use super::twin_state::TwinState;
 use base64::Engine as _;
 use iot_common::registry::{AuthenticationMechanism, Device, Module, SymmetricKey, X509Thumbprint};
@@ -107,6 +108,9 @@ pub(crate) struct Registry {
     /// Changes not yet handed to the store (only tracked with `--state`).
     #[serde(skip)]
     changes: Changes,
+    /// Derived from `devices`; kept current through the same three mutators as `changes`.
+    #[serde(skip)]
+    tag_index: TagIndex,
 }
 
 /// What changed since the last hand-over to the store.
@@ -122,10 +126,12 @@ impl Registry {
     /// A device record for changing: its cached twin documents (device and modules) are
     /// dropped first. Every mutation of a record goes through here.
     pub(crate) fn record_mut(&mut self, id: &str) -> Option<&mut DeviceRecord> {
+        let records = self.devices.len();
         let rec = self.devices.get_mut(id)?;
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
+        self.tag_index.touch(id, records);
         rec.doc = CachedDoc::new();
         for m in rec.modules.values_mut() {
             m.doc = CachedDoc::new();
@@ -149,6 +155,7 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
+        self.tag_index.touch(id, self.devices.len());
         self.devices.insert(id.to_owned(), rec);
     }
 
@@ -157,7 +164,14 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
+        self.tag_index.touch(id, self.devices.len());
         self.devices.remove(id)
+    }
+
+    /// The tag index, brought up to date with the records first.
+    pub(crate) fn tag_index(&mut self) -> &TagIndex {
+        self.tag_index.refresh(&self.devices);
+        &self.tag_index
     }
 
     /// The policies, for changing.

@@ -1,14 +1,16 @@
 //! The IoT Hub query language over twins (`devices`, `devices.modules`) and device jobs
-//! (`devices.jobs`): a lexer, a recursive-descent parser and an evaluator.
+//! (`devices.jobs`): a lexer, a recursive-descent parser, a planner (which index lookups can
+//! stand in for a scan) and an evaluator.
 
 mod ast;
 mod eval;
 mod lexer;
 mod parser;
+pub(crate) mod plan;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use ast::Collection;
+pub(crate) use ast::{Collection, Expr};
 pub(crate) use eval::{matches, run, select_shared};
 pub(crate) use parser::{parse_condition, parse_query};
 
