@@ -22,6 +22,7 @@ fn hub_with(registry: Registry) -> Hub {
         refuse_well_known: false,
         id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
         dps_retry_after: 0,
+        device_cas: Default::default(),
     };
     let state = HubState {
         registry,
