@@ -2,7 +2,7 @@
 //! etags, server-generated keys, `provisioningStatus`, timestamps.
 
 use super::x509::{Role, check_attestation};
-use super::{Dps, DpsError, MAX_ENROLLMENTS};
+use super::{Dps, DpsError, DpsState, MAX_ENROLLMENTS};
 use crate::clock::now_string;
 use crate::hub::persistence::Kind;
 use crate::hub::registry::etag_matches;
@@ -13,6 +13,7 @@ use iot_common::provisioning::{
     validate_registration_id,
 };
 use iot_common::registry::SymmetricKey;
+use std::collections::BTreeMap;
 
 pub(crate) fn is_enabled(status: Option<&str>) -> bool {
     status.is_none_or(|s| s.eq_ignore_ascii_case("enabled"))
@@ -84,29 +85,113 @@ fn check_if_match(current: Option<&str>, if_match: Option<&str>) -> Result<(), D
     }
 }
 
+/// What an individual enrollment and an enrollment group share in the enrollment API: an id
+/// from the path, an attestation, a status, server-set times and etag, a table of their own.
+trait Document: Clone {
+    /// For messages: "Enrollment", "Enrollment group".
+    const NAME: &'static str;
+    /// The body's id field.
+    const ID_FIELD: &'static str;
+    const KIND: Kind;
+    const ROLE: Role;
+    fn id_mut(&mut self) -> &mut String;
+    fn attestation_mut(&mut self) -> &mut Attestation;
+    fn status_mut(&mut self) -> &mut Option<String>;
+    fn etag(&self) -> Option<&str>;
+    fn created(&self) -> Option<&String>;
+    /// Sets the server-owned fields; `old` is the document being replaced.
+    fn stamp(&mut self, old: Option<&Self>, created: String, updated: String, etag: String);
+    fn table(s: &mut DpsState) -> &mut BTreeMap<String, Self>;
+}
+
+impl Document for IndividualEnrollment {
+    const NAME: &'static str = "Enrollment";
+    const ID_FIELD: &'static str = "registrationId";
+    const KIND: Kind = Kind::Enrollment;
+    const ROLE: Role = Role::Client;
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.registration_id
+    }
+    fn attestation_mut(&mut self) -> &mut Attestation {
+        &mut self.attestation
+    }
+    fn status_mut(&mut self) -> &mut Option<String> {
+        &mut self.provisioning_status
+    }
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+    fn created(&self) -> Option<&String> {
+        self.created_date_time_utc.as_ref()
+    }
+    fn stamp(&mut self, old: Option<&Self>, created: String, updated: String, etag: String) {
+        // The registration state is the service's, not the caller's.
+        self.registration_state = old.and_then(|o| o.registration_state.clone());
+        self.created_date_time_utc = Some(created);
+        self.last_updated_date_time_utc = Some(updated);
+        self.etag = Some(etag);
+    }
+    fn table(s: &mut DpsState) -> &mut BTreeMap<String, Self> {
+        &mut s.individual
+    }
+}
+
+impl Document for EnrollmentGroup {
+    const NAME: &'static str = "Enrollment group";
+    const ID_FIELD: &'static str = "enrollmentGroupId";
+    const KIND: Kind = Kind::EnrollmentGroup;
+    const ROLE: Role = Role::Signing;
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.enrollment_group_id
+    }
+    fn attestation_mut(&mut self) -> &mut Attestation {
+        &mut self.attestation
+    }
+    fn status_mut(&mut self) -> &mut Option<String> {
+        &mut self.provisioning_status
+    }
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+    fn created(&self) -> Option<&String> {
+        self.created_date_time_utc.as_ref()
+    }
+    fn stamp(&mut self, _old: Option<&Self>, created: String, updated: String, etag: String) {
+        self.created_date_time_utc = Some(created);
+        self.last_updated_date_time_utc = Some(updated);
+        self.etag = Some(etag);
+    }
+    fn table(s: &mut DpsState) -> &mut BTreeMap<String, Self> {
+        &mut s.groups
+    }
+}
+
 impl Dps {
-    /// `PUT /enrollments/{id}`: create or replace an individual enrollment.
-    pub(crate) fn put_enrollment(
+    /// Create or replace: the id comes from the path (the body may leave it out), keys are
+    /// generated where empty, `If-Match` is honoured and the server-owned fields are set.
+    fn put<D: Document>(
         &self,
         id: &str,
-        mut doc: IndividualEnrollment,
+        mut doc: D,
         if_match: Option<&str>,
-    ) -> Result<IndividualEnrollment, DpsError> {
-        if doc.registration_id.is_empty() {
-            doc.registration_id = id.to_owned();
+    ) -> Result<D, DpsError> {
+        if doc.id_mut().is_empty() {
+            *doc.id_mut() = id.to_owned();
         }
-        if doc.registration_id != id {
-            return Err(DpsError::bad_request(
-                "The registrationId in the body differs from the one in the path.",
-            ));
+        if doc.id_mut() != id {
+            return Err(DpsError::bad_request(format!(
+                "The {} in the body differs from the one in the path.",
+                D::ID_FIELD
+            )));
         }
         validate_registration_id(id).map_err(|e| DpsError::bad_request(e.to_string()))?;
-        prepare_attestation(&mut doc.attestation, Role::Client)?;
-        check_status(&mut doc.provisioning_status)?;
+        prepare_attestation(doc.attestation_mut(), D::ROLE)?;
+        check_status(doc.status_mut())?;
         let mut s = self.lock();
-        let old = s.individual.get(id);
-        check_if_match(old.and_then(|o| o.etag.as_deref()), if_match)?;
-        if old.is_none() && s.individual.len() + s.groups.len() >= MAX_ENROLLMENTS {
+        let total = s.individual.len() + s.groups.len();
+        let old = D::table(&mut s).get(id).cloned();
+        check_if_match(old.as_ref().and_then(D::etag), if_match)?;
+        if old.is_none() && total >= MAX_ENROLLMENTS {
             return Err(DpsError::new(
                 403,
                 403002,
@@ -114,25 +199,49 @@ impl Dps {
             ));
         }
         let now = now_string();
-        doc.created_date_time_utc = Some(
-            old.and_then(|o| o.created_date_time_utc.clone())
-                .unwrap_or_else(|| now.clone()),
-        );
-        doc.registration_state = old.and_then(|o| o.registration_state.clone());
-        doc.last_updated_date_time_utc = Some(now);
-        doc.etag = Some(s.next_etag());
-        s.individual.insert(id.to_owned(), doc.clone());
-        s.touch(Kind::Enrollment, id);
+        let created = old
+            .as_ref()
+            .and_then(D::created)
+            .cloned()
+            .unwrap_or_else(|| now.clone());
+        let etag = s.next_etag();
+        doc.stamp(old.as_ref(), created, now, etag);
+        D::table(&mut s).insert(id.to_owned(), doc.clone());
+        s.touch(D::KIND, id);
         Ok(doc)
+    }
+
+    fn get<D: Document>(&self, id: &str) -> Result<D, DpsError> {
+        D::table(&mut self.lock())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| DpsError::not_found(D::NAME))
+    }
+
+    fn delete<D: Document>(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+        let mut s = self.lock();
+        let old = D::table(&mut s)
+            .get(id)
+            .ok_or_else(|| DpsError::not_found(D::NAME))?;
+        check_if_match(old.etag(), if_match)?;
+        D::table(&mut s).remove(id);
+        s.touch(D::KIND, id);
+        Ok(())
+    }
+
+    /// `PUT /enrollments/{id}`: create or replace an individual enrollment.
+    pub(crate) fn put_enrollment(
+        &self,
+        id: &str,
+        doc: IndividualEnrollment,
+        if_match: Option<&str>,
+    ) -> Result<IndividualEnrollment, DpsError> {
+        self.put(id, doc, if_match)
     }
 
     /// `GET /enrollments/{id}`.
     pub(crate) fn enrollment(&self, id: &str) -> Result<IndividualEnrollment, DpsError> {
-        self.lock()
-            .individual
-            .get(id)
-            .cloned()
-            .ok_or_else(|| DpsError::not_found("Enrollment"))
+        self.get(id)
     }
 
     /// `DELETE /enrollments/{id}`.
@@ -141,15 +250,7 @@ impl Dps {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), DpsError> {
-        let mut s = self.lock();
-        let old = s
-            .individual
-            .get(id)
-            .ok_or_else(|| DpsError::not_found("Enrollment"))?;
-        check_if_match(old.etag.as_deref(), if_match)?;
-        s.individual.remove(id);
-        s.touch(Kind::Enrollment, id);
-        Ok(())
+        self.delete::<IndividualEnrollment>(id, if_match)
     }
 
     /// `POST /enrollments/query`: every individual enrollment, in id order.
@@ -161,62 +262,20 @@ impl Dps {
     pub(crate) fn put_group(
         &self,
         id: &str,
-        mut doc: EnrollmentGroup,
+        doc: EnrollmentGroup,
         if_match: Option<&str>,
     ) -> Result<EnrollmentGroup, DpsError> {
-        if doc.enrollment_group_id.is_empty() {
-            doc.enrollment_group_id = id.to_owned();
-        }
-        if doc.enrollment_group_id != id {
-            return Err(DpsError::bad_request(
-                "The enrollmentGroupId in the body differs from the one in the path.",
-            ));
-        }
-        validate_registration_id(id).map_err(|e| DpsError::bad_request(e.to_string()))?;
-        prepare_attestation(&mut doc.attestation, Role::Signing)?;
-        check_status(&mut doc.provisioning_status)?;
-        let mut s = self.lock();
-        let old = s.groups.get(id);
-        check_if_match(old.and_then(|o| o.etag.as_deref()), if_match)?;
-        if old.is_none() && s.individual.len() + s.groups.len() >= MAX_ENROLLMENTS {
-            return Err(DpsError::new(
-                403,
-                403002,
-                "The enrollment limit of the emulator is reached.",
-            ));
-        }
-        let now = now_string();
-        doc.created_date_time_utc = Some(
-            old.and_then(|o| o.created_date_time_utc.clone())
-                .unwrap_or_else(|| now.clone()),
-        );
-        doc.last_updated_date_time_utc = Some(now);
-        doc.etag = Some(s.next_etag());
-        s.groups.insert(id.to_owned(), doc.clone());
-        s.touch(Kind::EnrollmentGroup, id);
-        Ok(doc)
+        self.put(id, doc, if_match)
     }
 
     /// `GET /enrollmentGroups/{id}`.
     pub(crate) fn group(&self, id: &str) -> Result<EnrollmentGroup, DpsError> {
-        self.lock()
-            .groups
-            .get(id)
-            .cloned()
-            .ok_or_else(|| DpsError::not_found("Enrollment group"))
+        self.get(id)
     }
 
     /// `DELETE /enrollmentGroups/{id}`.
     pub(crate) fn delete_group(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
-        let mut s = self.lock();
-        let old = s
-            .groups
-            .get(id)
-            .ok_or_else(|| DpsError::not_found("Enrollment group"))?;
-        check_if_match(old.etag.as_deref(), if_match)?;
-        s.groups.remove(id);
-        s.touch(Kind::EnrollmentGroup, id);
-        Ok(())
+        self.delete::<EnrollmentGroup>(id, if_match)
     }
 
     /// `POST /enrollmentGroups/query`.

@@ -9,7 +9,7 @@ use super::paging::page;
 use super::response::{ApiResult, JSON, authorize, if_match, parse_json};
 use crate::client_cert::PeerChain;
 use crate::clock::unix_now;
-use crate::dps::{DpsError, EnrollmentGroup, IndividualEnrollment};
+use crate::dps::{Dps, DpsError, EnrollmentGroup, IndividualEnrollment};
 use crate::hub::registry::Rights;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Extension, Router};
 use bytes::Bytes;
-use iot_common::provisioning::{RegistrationRequest, RegistrationStatus};
+use iot_common::provisioning::{Attestation, RegistrationRequest, RegistrationStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -57,36 +57,10 @@ pub(crate) fn routes() -> Router<AppState> {
             "/{scope}/registrations/{rid}/operations/{op}",
             axum::routing::get(operation),
         )
-        .route("/enrollments/query", post(query_enrollments))
         .route("/enrollments/", post(bulk_enrollments))
-        .route(
-            "/enrollments/{id}",
-            put(put_enrollment)
-                .get(get_enrollment)
-                .delete(delete_enrollment),
-        )
-        .route(
-            "/enrollments/{id}/attestationmechanism",
-            post(enrollment_attestation),
-        )
-        .route("/enrollmentGroups/query", post(query_groups))
-        .route("/enrollmentgroups/query", post(query_groups))
-        .route(
-            "/enrollmentGroups/{id}",
-            put(put_group).get(get_group).delete(delete_group),
-        )
-        .route(
-            "/enrollmentgroups/{id}",
-            put(put_group).get(get_group).delete(delete_group),
-        )
-        .route(
-            "/enrollmentGroups/{id}/attestationmechanism",
-            post(group_attestation),
-        )
-        .route(
-            "/enrollmentgroups/{id}/attestationmechanism",
-            post(group_attestation),
-        )
+        .merge(collection::<Individual>("/enrollments"))
+        .merge(collection::<Groups>("/enrollmentGroups"))
+        .merge(collection::<Groups>("/enrollmentgroups"))
         .route(
             "/registrations/{id}",
             axum::routing::get(get_registration).delete(delete_registration),
@@ -153,49 +127,147 @@ async fn operation(
 
 // ---- the enrollment service API ----
 
-async fn put_enrollment(
+/// The two enrollment collections, which the API serves alike.
+trait Collection: Send + Sync + 'static {
+    type Doc: Serialize + serde::de::DeserializeOwned + Send;
+    const ITEM_TYPE: &'static str;
+    fn put(
+        dps: &Dps,
+        id: &str,
+        doc: Self::Doc,
+        if_match: Option<&str>,
+    ) -> Result<Self::Doc, DpsError>;
+    fn get(dps: &Dps, id: &str) -> Result<Self::Doc, DpsError>;
+    fn delete(dps: &Dps, id: &str, if_match: Option<&str>) -> Result<(), DpsError>;
+    fn all(dps: &Dps) -> Vec<Self::Doc>;
+    fn etag(doc: &Self::Doc) -> Option<&str>;
+    fn attestation(doc: &Self::Doc) -> &Attestation;
+}
+
+/// `/enrollments`.
+struct Individual;
+/// `/enrollmentGroups` (and the lower-case spelling one official SDK uses).
+struct Groups;
+
+impl Collection for Individual {
+    type Doc = IndividualEnrollment;
+    const ITEM_TYPE: &'static str = "enrollment";
+    fn put(
+        dps: &Dps,
+        id: &str,
+        doc: Self::Doc,
+        if_match: Option<&str>,
+    ) -> Result<Self::Doc, DpsError> {
+        dps.put_enrollment(id, doc, if_match)
+    }
+    fn get(dps: &Dps, id: &str) -> Result<Self::Doc, DpsError> {
+        dps.enrollment(id)
+    }
+    fn delete(dps: &Dps, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+        dps.delete_enrollment(id, if_match)
+    }
+    fn all(dps: &Dps) -> Vec<Self::Doc> {
+        dps.enrollments()
+    }
+    fn etag(doc: &Self::Doc) -> Option<&str> {
+        doc.etag.as_deref()
+    }
+    fn attestation(doc: &Self::Doc) -> &Attestation {
+        &doc.attestation
+    }
+}
+
+impl Collection for Groups {
+    type Doc = EnrollmentGroup;
+    const ITEM_TYPE: &'static str = "enrollmentGroup";
+    fn put(
+        dps: &Dps,
+        id: &str,
+        doc: Self::Doc,
+        if_match: Option<&str>,
+    ) -> Result<Self::Doc, DpsError> {
+        dps.put_group(id, doc, if_match)
+    }
+    fn get(dps: &Dps, id: &str) -> Result<Self::Doc, DpsError> {
+        dps.group(id)
+    }
+    fn delete(dps: &Dps, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+        dps.delete_group(id, if_match)
+    }
+    fn all(dps: &Dps) -> Vec<Self::Doc> {
+        dps.groups()
+    }
+    fn etag(doc: &Self::Doc) -> Option<&str> {
+        doc.etag.as_deref()
+    }
+    fn attestation(doc: &Self::Doc) -> &Attestation {
+        &doc.attestation
+    }
+}
+
+/// The routes of one collection under `base`: the document, its attestation, the query.
+fn collection<C: Collection>(base: &str) -> Router<AppState> {
+    Router::new()
+        .route(&format!("{base}/query"), post(query_docs::<C>))
+        .route(
+            &format!("{base}/{{id}}"),
+            put(put_doc::<C>).get(get_doc::<C>).delete(delete_doc::<C>),
+        )
+        .route(
+            &format!("{base}/{{id}}/attestationmechanism"),
+            post(attestation_doc::<C>),
+        )
+}
+
+async fn put_doc<C: Collection>(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
     b: Bytes,
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
-    let e = s.hub.dps.put_enrollment(&id, body(&b)?, if_match(&h))?;
+    let doc = C::put(&s.hub.dps, &id, body(&b)?, if_match(&h))?;
     s.hub.mark_dirty();
-    Ok(with_etag(answer(StatusCode::OK, &e), e.etag.as_deref()))
+    Ok(with_etag(answer(StatusCode::OK, &doc), C::etag(&doc)))
 }
 
-async fn get_enrollment(
+async fn get_doc<C: Collection>(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
-    let e = s.hub.dps.enrollment(&id)?;
-    Ok(with_etag(answer(StatusCode::OK, &e), e.etag.as_deref()))
+    let doc = C::get(&s.hub.dps, &id)?;
+    Ok(with_etag(answer(StatusCode::OK, &doc), C::etag(&doc)))
 }
 
-async fn delete_enrollment(
+async fn delete_doc<C: Collection>(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
-    s.hub.dps.delete_enrollment(&id, if_match(&h))?;
+    C::delete(&s.hub.dps, &id, if_match(&h))?;
     s.hub.mark_dirty();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn enrollment_attestation(
+async fn attestation_doc<C: Collection>(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
 ) -> Result<Response, DpsError> {
     service_auth(&s, &h)?;
-    Ok(answer(
-        StatusCode::OK,
-        &s.hub.dps.enrollment(&id)?.attestation,
-    ))
+    let doc = C::get(&s.hub.dps, &id)?;
+    Ok(answer(StatusCode::OK, C::attestation(&doc)))
+}
+
+async fn query_docs<C: Collection>(
+    State(s): State<AppState>,
+    h: HeaderMap,
+) -> Result<Response, DpsError> {
+    service_auth(&s, &h)?;
+    paged(&h, C::all(&s.hub.dps), C::ITEM_TYPE).map_err(|e| DpsError::bad_request(e.message))
 }
 
 fn paged<T: Serialize>(h: &HeaderMap, rows: Vec<T>, item_type: &'static str) -> ApiResult {
@@ -207,11 +279,6 @@ fn paged<T: Serialize>(h: &HeaderMap, rows: Vec<T>, item_type: &'static str) -> 
         headers.insert("x-ms-continuation", v);
     }
     Ok(r)
-}
-
-async fn query_enrollments(State(s): State<AppState>, h: HeaderMap) -> Result<Response, DpsError> {
-    service_auth(&s, &h)?;
-    paged(&h, s.hub.dps.enrollments(), "enrollment").map_err(|e| DpsError::bad_request(e.message))
 }
 
 #[derive(Deserialize)]
@@ -259,54 +326,6 @@ async fn bulk_enrollments(
         StatusCode::OK,
         &json!({"isSuccessful": errors.is_empty(), "errors": errors}),
     ))
-}
-
-async fn put_group(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    b: Bytes,
-) -> Result<Response, DpsError> {
-    service_auth(&s, &h)?;
-    let g: EnrollmentGroup = body(&b)?;
-    let g = s.hub.dps.put_group(&id, g, if_match(&h))?;
-    s.hub.mark_dirty();
-    Ok(with_etag(answer(StatusCode::OK, &g), g.etag.as_deref()))
-}
-
-async fn get_group(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> Result<Response, DpsError> {
-    service_auth(&s, &h)?;
-    let g = s.hub.dps.group(&id)?;
-    Ok(with_etag(answer(StatusCode::OK, &g), g.etag.as_deref()))
-}
-
-async fn delete_group(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> Result<Response, DpsError> {
-    service_auth(&s, &h)?;
-    s.hub.dps.delete_group(&id, if_match(&h))?;
-    s.hub.mark_dirty();
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn group_attestation(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> Result<Response, DpsError> {
-    service_auth(&s, &h)?;
-    Ok(answer(StatusCode::OK, &s.hub.dps.group(&id)?.attestation))
-}
-
-async fn query_groups(State(s): State<AppState>, h: HeaderMap) -> Result<Response, DpsError> {
-    service_auth(&s, &h)?;
-    paged(&h, s.hub.dps.groups(), "enrollmentGroup").map_err(|e| DpsError::bad_request(e.message))
 }
 
 async fn get_registration(
