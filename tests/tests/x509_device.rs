@@ -269,3 +269,59 @@ async fn a_device_provisions_with_its_certificate_and_connects_with_it() {
     let twin = s.service.get_twin("dps-x509-dev").await.unwrap();
     assert_eq!(twin.properties.reported.properties["provisioned"], "x509");
 }
+
+#[tokio::test]
+async fn x509_works_over_websockets_and_for_modules() {
+    let s = setup().await;
+    let pem = self_signed("ws-x509", (2000, 2099));
+    s.register(
+        "x509-ws",
+        AuthenticationMechanism::self_signed(Thumbprint::sha256(&pem.der), None),
+    )
+    .await;
+    let mut cs = s.connection_string("x509-ws");
+    cs.gateway_host_name = Some(format!("localhost:{}", s.emu.https_addr().port()));
+    let device = DeviceClient::connect(
+        cs,
+        s.options(&pem)
+            .transport(iot_device::Transport::MqttWebSocket),
+    )
+    .await
+    .unwrap();
+    device
+        .update_reported(&serde_json::json!({"over": "wss"}))
+        .await
+        .unwrap();
+    device.close().await.unwrap();
+
+    // A module with its own certificate (CA-signed; its CN is the device id).
+    s.register(
+        "x509-edge",
+        AuthenticationMechanism::certificate_authority(),
+    )
+    .await;
+    let mut module = iot_service::Module::new("x509-edge", "filter", None);
+    module.authentication = AuthenticationMechanism::certificate_authority();
+    s.service.create_module(&module).await.unwrap();
+    let module_pem = ca_signed("x509-edge", &s.ca);
+    let cs: DeviceConnectionString = s
+        .emu
+        .module_connection_string("x509-edge", "filter")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cs.module_id.as_deref(), Some("filter"));
+    let client = DeviceClient::connect(cs, s.options(&module_pem))
+        .await
+        .unwrap();
+    client
+        .update_reported(&serde_json::json!({"module": true}))
+        .await
+        .unwrap();
+    let twin = s
+        .service
+        .get_module_twin("x509-edge", "filter")
+        .await
+        .unwrap();
+    assert_eq!(twin.properties.reported.properties["module"], true);
+}
