@@ -2,7 +2,7 @@
 //! policies. This is what `--state DIR` persists.
 
 use super::persistence::{Kind, Loaded, Write};
-use super::tag_index::TagIndex;
+use super::tag_index::{TagIndex, Tagged};
 use super::twin_state::TwinState;
 use base64::Engine as _;
 use iot_common::registry::{AuthenticationMechanism, Device, Module, SymmetricKey, X509Thumbprint};
@@ -337,5 +337,15 @@ pub(crate) fn etag_matches(if_match: Option<&str>, current: &str) -> bool {
             let tag = tag.strip_prefix("W/").unwrap_or(tag);
             tag.trim_matches('"') == current
         }
+    }
+}
+
+impl Tagged for DeviceRecord {
+    fn tags(&self) -> &serde_json::Map<String, Value> {
+        &self.twin.tags
+    }
+
+    fn module_tags(&self) -> impl Iterator<Item = (&String, &serde_json::Map<String, Value>)> {
+        self.modules.iter().map(|(m, mr)| (m, &mr.twin.tags))
     }
 }

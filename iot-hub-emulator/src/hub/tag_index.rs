@@ -4,10 +4,16 @@
 //! change of a record marks the device stale (in [`super::registry::Registry::record_mut`] and
 //! the record's insert and remove), and the next lookup re-indexes just the stale devices.
 
-use super::registry::DeviceRecord;
 use crate::query::plan::{IndexValue, index_value};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A record with tags: a device's own, and each of its modules'. The registry's records
+/// implement it, so the index needs nothing else of the registry.
+pub(crate) trait Tagged {
+    fn tags(&self) -> &Map<String, Value>;
+    fn module_tags(&self) -> impl Iterator<Item = (&String, &Map<String, Value>)>;
+}
 
 /// The twins holding each value at each path: path below `tags` -> value -> twins.
 type Postings<K> = HashMap<Vec<String>, HashMap<IndexValue, BTreeSet<K>>>;
@@ -49,7 +55,7 @@ impl TagIndex {
     }
 
     /// Brings the index up to date with the registry's records.
-    pub(crate) fn refresh(&mut self, records: &BTreeMap<String, DeviceRecord>) {
+    pub(crate) fn refresh<R: Tagged>(&mut self, records: &BTreeMap<String, R>) {
         if !self.built {
             *self = Self {
                 built: true,
@@ -82,14 +88,14 @@ impl TagIndex {
         self.modules.get(path)?.get(value)
     }
 
-    fn add(&mut self, id: &str, rec: &DeviceRecord) {
+    fn add<R: Tagged>(&mut self, id: &str, rec: &R) {
         let mut entries = Vec::new();
-        for (path, value) in leaves(&rec.twin.tags) {
+        for (path, value) in leaves(rec.tags()) {
             insert(&mut self.devices, &path, value.clone(), id.to_owned());
             entries.push((None, path, value));
         }
-        for (m, mr) in &rec.modules {
-            for (path, value) in leaves(&mr.twin.tags) {
+        for (m, tags) in rec.module_tags() {
+            for (path, value) in leaves(tags) {
                 let key = (id.to_owned(), m.clone());
                 insert(&mut self.modules, &path, value.clone(), key);
                 entries.push((Some(m.clone()), path, value));
@@ -181,15 +187,43 @@ mod tests {
         );
     }
 
+    /// A record without modules, for tests that need no registry.
+    struct Plain(Map<String, Value>);
+
+    impl Tagged for Plain {
+        fn tags(&self) -> &Map<String, Value> {
+            &self.0
+        }
+        fn module_tags(&self) -> impl Iterator<Item = (&String, &Map<String, Value>)> {
+            std::iter::empty()
+        }
+    }
+
     #[test]
     fn churn_between_lookups_stays_bounded() {
         let mut index = TagIndex::default();
-        index.refresh(&BTreeMap::new());
+        index.refresh(&BTreeMap::<String, Plain>::new());
         for i in 0..MIN_STALE * 3 {
             index.touch(&format!("gone-{i}"), 0);
             assert!(index.stale.len() <= MIN_STALE);
         }
-        index.refresh(&BTreeMap::new());
+        index.refresh(&BTreeMap::<String, Plain>::new());
         assert!(index.built && index.stale.is_empty() && index.entries.is_empty());
+        let tagged = BTreeMap::from([(
+            "d".to_owned(),
+            Plain(
+                serde_json::json!({"a": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )]);
+        index.touch("d", 1);
+        index.refresh(&tagged);
+        assert!(
+            index
+                .devices(&["a".to_owned()], &IndexValue::Number(1.0f64.to_bits()))
+                .is_some_and(|s| s.contains("d"))
+        );
     }
 }

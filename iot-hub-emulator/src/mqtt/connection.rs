@@ -20,10 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
-/// Largest packet accepted from a device: a 256 KB message plus its topic and header.
-pub(crate) const MAX_INCOMING_PACKET: usize = 256 * 1024 + 8 * 1024;
-/// Largest packet sent to a device.
-pub(super) const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
+use super::wire::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET, farewell, refuse};
+
 /// At most this many subscriptions per connection, as the hub allows.
 const MAX_SUBSCRIPTIONS: u32 = 5;
 /// Unacknowledged cloud-to-device messages in flight per connection.
@@ -83,24 +81,6 @@ fn connect_protocol_level(buf: &[u8]) -> Option<u8> {
     let rest = buf.get(1 + len_bytes..)?;
     let name_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
     rest.get(2 + name_len).copied()
-}
-
-/// Writes the last bytes to a closing connection, giving up after a short while.
-pub(super) async fn farewell<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) {
-    let _ = tokio::time::timeout(crate::limits::MQTT_FAREWELL_TIMEOUT, async {
-        if !bytes.is_empty() {
-            wr.write_all(bytes).await?;
-        }
-        wr.shutdown().await
-    })
-    .await;
-}
-
-/// Answers CONNECT with a refusal and closes.
-pub(super) async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: ConnectReturnCode) {
-    let mut out = BytesMut::with_capacity(8);
-    let _ = Packet::ConnAck(ConnAck::new(code, false)).write(&mut out, MAX_OUTGOING_PACKET);
-    farewell(wr, &out).await;
 }
 
 /// Serves one device connection until it closes. `peer` is the client certificate chain of

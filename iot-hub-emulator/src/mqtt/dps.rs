@@ -2,7 +2,7 @@
 //! user name, then registration requests and polls, each answered on
 //! `$dps/registrations/res/{status}/?$rid=…`.
 
-use super::connection::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET, farewell, refuse};
+use super::wire::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET, farewell, refuse};
 use crate::client_cert::PeerChain;
 use crate::clock::unix_now;
 use crate::dps::{Attestor, DpsError};

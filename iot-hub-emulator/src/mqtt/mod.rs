@@ -2,6 +2,7 @@
 
 mod connection;
 mod dps;
+mod wire;
 
 pub(crate) use connection::serve;
 
