@@ -8,23 +8,8 @@ use iot_common::{SasToken, Secret, ServiceConnectionString};
 use reqwest::Method;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-/// A rustls configuration trusting the platform roots and `extra_ca_pem` (`iot_common::tls`,
-/// shared with the device client), offering HTTP/1.1.
-pub(crate) fn tls_config(extra_ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
-    static NATIVE: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    let roots = NATIVE
-        .get_or_init(|| {
-            let mut store = rustls::RootCertStore::empty();
-            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            store
-        })
-        .clone();
-    iot_common::tls::client_config(roots, extra_ca_pem.map(str::as_bytes), &[b"http/1.1"])
-        .map_err(|e| Error::new(ErrorKind::Configuration, e.to_string()).with_source(e))
-}
 
 /// Whether a failed call may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +139,7 @@ impl ServiceClient {
         };
         let tls = match &options.tls {
             Some(c) => c.clone(),
-            None => tls_config(None)?,
+            None => crate::tls::client_config(None)?,
         };
         let mut user_agent = concat!("azure-iot-rs-service/", env!("CARGO_PKG_VERSION")).to_owned();
         if let Some(s) = &options.product_info {

@@ -12,6 +12,7 @@ mod options;
 mod provisioning;
 mod query;
 mod registry;
+mod tls;
 mod twins;
 
 pub use client::ServiceClient;

@@ -127,7 +127,7 @@ impl ServiceClientOptions {
     /// # Errors
     /// [`ErrorKind::Configuration`] when the PEM holds no valid certificate.
     pub fn trust_ca_pem(mut self, pem: &str) -> Result<Self> {
-        self.tls = Some(crate::client::tls_config(Some(pem))?);
+        self.tls = Some(crate::tls::client_config(Some(pem))?);
         Ok(self)
     }
 
