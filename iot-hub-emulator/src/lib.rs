@@ -19,6 +19,7 @@ mod http;
 mod hub;
 mod limits;
 mod locks;
+mod amqp;
 mod mqtt;
 mod query;
 mod running;
