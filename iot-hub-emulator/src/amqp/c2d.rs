@@ -148,7 +148,11 @@ fn simple_string(v: &SimpleValue) -> Option<String> {
 }
 
 fn error(condition: AmqpError, description: String) -> definitions::Error {
-    definitions::Error::new(ErrorCondition::AmqpError(condition), Some(description), None)
+    definitions::Error::new(
+        ErrorCondition::AmqpError(condition),
+        Some(description),
+        None,
+    )
 }
 
 /// The hub's refusal as an AMQP error: unknown device is `amqp:not-found` (what the SDKs

@@ -6,11 +6,11 @@ use crate::hub::Hub;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
 };
-use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition};
-use fe2o3_amqp::types::performatives::Attach;
+use fe2o3_amqp::link::Sender;
 use fe2o3_amqp::types::definitions::Role;
+use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition};
 use fe2o3_amqp::types::messaging::{Source, Target, TargetArchetype};
-use fe2o3_amqp::link::{Receiver, Sender};
+use fe2o3_amqp::types::performatives::Attach;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -113,38 +113,28 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 *state.cbs_reply.lock().await = Some(s);
                 state.cbs_reply_attached.notify_waiters();
             }
-            (LinkEndpoint::Receiver(r), "/messages/devicebound") => {
-                if state.authorized.load(Ordering::Acquire) {
-                    links.spawn(c2d::serve_sends(state.clone(), r));
-                } else {
-                    refuse_receiver(r, unauthorized()).await;
-                }
+            (LinkEndpoint::Receiver(r), "/messages/devicebound")
+                if state.authorized.load(Ordering::Acquire) =>
+            {
+                links.spawn(c2d::serve_sends(state.clone(), r));
             }
-            (LinkEndpoint::Receiver(r), _) => {
+            (link, node) => {
                 let e = if state.authorized.load(Ordering::Acquire) {
-                    not_found(&node)
+                    not_found(node)
                 } else {
                     unauthorized()
                 };
-                refuse_receiver(r, e).await;
-            }
-            (LinkEndpoint::Sender(s), _) => {
-                let e = if state.authorized.load(Ordering::Acquire) {
-                    not_found(&node)
-                } else {
-                    unauthorized()
+                // Detached with the error: the client's attach (or first send) fails with it.
+                let _ = match link {
+                    LinkEndpoint::Receiver(r) => r.close_with_error(e).await,
+                    LinkEndpoint::Sender(s) => s.close_with_error(e).await,
                 };
-                let _ = s.close_with_error(e).await;
             }
         }
     }
-    // Keeps the session (and its links) alive until the client ends it.
+    // The session ended: its links' tasks end with it.
     drop(links);
     let _ = session.end().await;
-}
-
-async fn refuse_receiver(r: Receiver, e: definitions::Error) {
-    let _ = r.close_with_error(e).await;
 }
 
 fn unauthorized() -> definitions::Error {
@@ -191,7 +181,10 @@ mod tests {
 
     #[test]
     fn node_path_drops_scheme_and_host() {
-        assert_eq!(node_path("amqps://h.azure-devices.net/messages/devicebound"), "/messages/devicebound");
+        assert_eq!(
+            node_path("amqps://h.azure-devices.net/messages/devicebound"),
+            "/messages/devicebound"
+        );
         assert_eq!(node_path("/messages/devicebound"), "/messages/devicebound");
         assert_eq!(node_path("$cbs"), "$cbs");
         assert_eq!(node_path("amqps://h"), "");

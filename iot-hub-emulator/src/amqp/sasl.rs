@@ -13,7 +13,12 @@ const MECHANISMS: [&str; 3] = ["MSSBCBS", "ANONYMOUS", "PLAIN"];
 
 impl SaslAcceptor for CbsSasl {
     fn mechanisms(&self) -> Array<Symbol> {
-        Array::from(MECHANISMS.iter().map(|m| Symbol::from(*m)).collect::<Vec<_>>())
+        Array::from(
+            MECHANISMS
+                .iter()
+                .map(|m| Symbol::from(*m))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
