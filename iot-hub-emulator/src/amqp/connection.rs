@@ -5,10 +5,11 @@ use super::{c2d, cbs};
 use crate::hub::Hub;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+    SupportedReceiverSettleModes,
 };
 use fe2o3_amqp::link::Sender;
-use fe2o3_amqp::types::definitions::Role;
 use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition};
+use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role};
 use fe2o3_amqp::types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp::types::performatives::Attach;
 use std::sync::Arc;
@@ -87,8 +88,12 @@ where
 
 /// Accepts the session's links one by one; each link gets its own task.
 async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle) {
+    // Dispositions are sent settled (rcv-settle-mode first), as IoT Hub does: uamqp asks for
+    // `second` but never settles its side, so a `second` receiver would leave its send pending.
     let acceptor = LinkAcceptor::builder()
         .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+        .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build();
     let mut links = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
