@@ -22,6 +22,14 @@ use tokio::task::JoinSet;
 /// properties, so the size check that answers `rejected` happens in [`c2d`], not here.
 const MAX_MESSAGE_SIZE: u64 = 256 * 1024;
 
+/// Sessions per connection (channels 0..=15) and links per session (handles 0..=63): IoT Hub
+/// clients use one session with a handful of links.
+const CHANNEL_MAX: u16 = 15;
+const HANDLE_MAX: u32 = 63;
+/// A connection with no frame for this long is closed; clients send empty frames at half of it
+/// (IoT Hub's own value).
+const IDLE_TIMEOUT_MS: u32 = 240_000;
+
 /// What the links of one connection share.
 pub(super) struct ConnState {
     pub(super) hub: Arc<Hub>,
@@ -44,6 +52,8 @@ where
         ConnectionAcceptor::builder()
             .container_id(container)
             .max_frame_size(65536)
+            .channel_max(CHANNEL_MAX)
+            .idle_time_out(IDLE_TIMEOUT_MS)
             .sasl_acceptor(CbsSasl)
             .build()
             .accept(stream)
@@ -52,6 +62,8 @@ where
         ConnectionAcceptor::builder()
             .container_id(container)
             .max_frame_size(65536)
+            .channel_max(CHANNEL_MAX)
+            .idle_time_out(IDLE_TIMEOUT_MS)
             .build()
             .accept(stream)
             .await
@@ -68,7 +80,7 @@ where
     });
     // Dropping the set (the connection ended, or shutdown) aborts the sessions' tasks.
     let mut sessions = JoinSet::new();
-    let session_acceptor = SessionAcceptor::new();
+    let session_acceptor = SessionAcceptor::builder().handle_max(HANDLE_MAX).build();
     while let Some(incoming) = conn.next_incoming_session().await {
         match session_acceptor
             .accept_incoming_session(incoming, &mut conn)
