@@ -106,10 +106,15 @@ async fn reply(
             attached.await;
         };
         let sendable = Sendable::builder().message(answer).settled(true).build();
-        match slot.as_mut() {
+        let result = match slot.as_mut() {
             Some(sender) => sender.send(sendable).await.map(|_| ()),
             None => Ok(()),
+        };
+        if result.is_err() {
+            // A closed link: forget it, so the next request waits for the client's new one.
+            *slot = None;
         }
+        result
     });
     match sent.await {
         Ok(Ok(())) => {}
