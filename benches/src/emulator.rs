@@ -71,6 +71,8 @@ impl EmulatorProcess {
             &mqtt_port.to_string(),
             "--https-port",
             &https_port.to_string(),
+            "--amqp-port",
+            "0",
         ])
         .arg("--cert-dir")
         .arg(dir.join("certs"));

@@ -7,7 +7,7 @@ use crate::endpoints::Endpoints;
 use crate::error::EmulatorError;
 use crate::hub::{FaultSettings, Hub, HubOptions};
 use crate::running::RunningEmulator;
-use crate::{http, limits, mqtt, tls};
+use crate::{amqp, http, limits, mqtt, tls};
 use iot_common::Secret;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -34,6 +34,7 @@ impl Emulator {
 pub struct EmulatorBuilder {
     bind: IpAddr,
     mqtt_port: u16,
+    amqp_port: u16,
     https_port: u16,
     plain_mqtt_port: Option<u16>,
     host_name: String,
@@ -65,6 +66,7 @@ impl Default for EmulatorBuilder {
         Self {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             mqtt_port: 0,
+            amqp_port: 0,
             https_port: 0,
             plain_mqtt_port: None,
             host_name: "localhost".into(),
@@ -97,6 +99,12 @@ impl EmulatorBuilder {
     /// MQTT over TLS port (0 picks a free one; the binary defaults to 8883).
     pub fn mqtt_port(mut self, port: u16) -> Self {
         self.mqtt_port = port;
+        self
+    }
+
+    /// AMQP over TLS port (the service plane: CBS and cloud-to-device sends); 0 = any free port.
+    pub fn amqp_port(mut self, port: u16) -> Self {
+        self.amqp_port = port;
         self
     }
 
@@ -265,8 +273,10 @@ impl EmulatorBuilder {
         )?;
         let mqtt_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"mqtt"], true)?);
         let https_tls = TlsAcceptor::from(tls::server_config(&tls, &[b"http/1.1"], true)?);
+        let amqp_tls = TlsAcceptor::from(tls::server_config(&tls, &[], false)?);
         let mqtt_listener = bind(self.bind, self.mqtt_port, "MQTT over TLS", "--mqtt-port").await?;
         let https_listener = bind(self.bind, self.https_port, "HTTPS", "--https-port").await?;
+        let amqp_listener = bind(self.bind, self.amqp_port, "AMQP over TLS", "--amqp-port").await?;
         let plain_listener = match self.plain_mqtt_port {
             Some(p) => Some(bind(self.bind, p, "plain MQTT", "--plain-mqtt-port").await?),
             None => None,
@@ -274,6 +284,7 @@ impl EmulatorBuilder {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mqtt_addr = mqtt_listener.local_addr()?;
         let https_addr = https_listener.local_addr()?;
+        let amqp_addr = amqp_listener.local_addr()?;
         let plain_mqtt_addr = plain_listener
             .as_ref()
             .map(TcpListener::local_addr)
@@ -283,6 +294,12 @@ impl EmulatorBuilder {
                 hub.clone(),
                 mqtt_listener,
                 Some(mqtt_tls),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(amqp::accept_loop(
+                hub.clone(),
+                amqp_listener,
+                amqp_tls,
                 shutdown_rx.clone(),
             )),
             tokio::spawn(http::accept_loop(
@@ -316,6 +333,7 @@ impl EmulatorBuilder {
             endpoints: Endpoints {
                 mqtt: mqtt_addr,
                 https: https_addr,
+                amqp: amqp_addr,
                 plain_mqtt: plain_mqtt_addr,
             },
             ca_pem: tls.ca_pem,

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 pub(crate) struct Endpoints {
     pub(crate) mqtt: SocketAddr,
     pub(crate) https: SocketAddr,
+    pub(crate) amqp: SocketAddr,
     pub(crate) plain_mqtt: Option<SocketAddr>,
 }
 

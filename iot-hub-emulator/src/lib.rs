@@ -6,6 +6,7 @@
 // Layout (see ARCHITECTURE.md): `hub/` is the service core; `mqtt/` and `http/` are front ends
 // that call into it and not into each other; `bootstrap` brings a hub up; `builder`,
 // `running` and `control` are the library's API.
+mod amqp;
 mod bootstrap;
 mod builder;
 mod client_cert;

@@ -20,6 +20,9 @@ struct Args {
     /// HTTPS port: REST API and MQTT over WebSockets (`/$iothub/websocket`).
     #[arg(long, default_value_t = 8443)]
     https_port: u16,
+    /// AMQP over TLS port: the service plane (CBS put-token, cloud-to-device sends).
+    #[arg(long, default_value_t = 5671)]
+    amqp_port: u16,
     /// Also serve MQTT without TLS on this port (for debugging with plain MQTT tools).
     #[arg(long)]
     plain_mqtt_port: Option<u16>,
@@ -96,6 +99,7 @@ async fn main() -> std::process::ExitCode {
         .bind(args.bind)
         .mqtt_port(args.mqtt_port)
         .https_port(args.https_port)
+        .amqp_port(args.amqp_port)
         .host_name(args.host_name)
         .id_scope(args.id_scope)
         .cert_dir(args.cert_dir.unwrap_or_else(default_cert_dir))
@@ -143,6 +147,7 @@ async fn main() -> std::process::ExitCode {
         println!("  MQTT (plain):          {a}");
     }
     println!("  HTTPS + MQTT/WSS:      {}", emu.https_addr());
+    println!("  AMQP (TLS):            {}", emu.amqp_addr());
     if let Some(p) = emu.ca_cert_path() {
         println!("  CA certificate:        {}", p.display());
     }

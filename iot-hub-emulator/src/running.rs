@@ -47,6 +47,11 @@ impl RunningEmulator {
         self.endpoints.https
     }
 
+    /// The AMQP over TLS address (service plane: CBS and cloud-to-device sends).
+    pub fn amqp_addr(&self) -> SocketAddr {
+        self.endpoints.amqp
+    }
+
     /// The plain MQTT address, when enabled.
     pub fn plain_mqtt_addr(&self) -> Option<SocketAddr> {
         self.endpoints.plain_mqtt

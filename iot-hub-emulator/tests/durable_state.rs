@@ -59,6 +59,8 @@ fn start(state: &Path, certs: &Path) -> Emu {
             "0",
             "--plain-mqtt-port",
             "0",
+            "--amqp-port",
+            "0",
         ])
         .arg("--state")
         .arg(state)

@@ -3,7 +3,8 @@
 # in requirements.txt) and, when Node is installed, the official Node SDKs (pinned in
 # node/package-lock.json) against the emulator, each paired with this workspace's clients too,
 # in a private network namespace so that the emulator can own 8883 (the SDKs' device clients
-# always dial it) and 443 (the Node service SDK takes no port in HostName).
+# always dial it), 443 (the Node service SDK takes no port in HostName) and 5671 (AMQP: uamqp
+# always dials it).
 # Usage: scripts/official-sdk/run.sh   (needs root for unshare; installs into a virtualenv)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,7 +33,7 @@ export DEVICE_CA_CERT="$work/device-ca.pem" DEVICE_CA_KEY="$work/device-ca.key"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -keyout "$DEVICE_CA_KEY" -out "$DEVICE_CA_CERT" -subj "/CN=Official SDK check device CA" \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,digitalSignature" 2>/dev/null
-"$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
+"$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --amqp-port 5671 --cert-dir "$work/certs" \
   --device-ca "$DEVICE_CA_CERT" > "$work/emulator.log" 2>&1 &
 emu_pid=$!
 for _ in $(seq 1 100); do
@@ -100,6 +101,8 @@ checks=5
 run "python ProvisioningDeviceClient (individual + group) + IoTHubDeviceClient" timeout 180 "$venv/bin/python" "$here/dps_check.py"
 checks=$((checks + 2))
 run "python X.509 IoTHubDeviceClient (selfSigned, CA) + ProvisioningDeviceClient X.509" timeout 180 "$venv/bin/python" "$here/x509_check.py"
+checks=$((checks + 1))
+run "python send_c2d_message (AMQP, CBS) + python device" timeout 120 "$venv/bin/python" "$here/c2d_check.py"
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
 # The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
@@ -125,7 +128,7 @@ fi
 # reconnect by itself, get the pending message, answer a method and have its reported patches
 # acknowledged, all on the persistent MQTT session the hub stored.
 start_emu() { # extra emulator arguments
-  "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --cert-dir "$work/certs" \
+  "$root/target/debug/iot-hub-emulator" --mqtt-port 8883 --https-port 443 --amqp-port 5671 --cert-dir "$work/certs" \
     --state "$work/state" "$@" >> "$work/emulator.log" 2>&1 &
   emu_pid=$!
   for _ in $(seq 1 100); do

@@ -1,0 +1,66 @@
+//! The AMQP service plane (port 5671): TLS, then SASL (`MSSBCBS`, `ANONYMOUS`, `PLAIN`) or no
+//! SASL at all, CBS put-token on `$cbs`, and cloud-to-device sends on `/messages/devicebound`.
+//!
+//! fe2o3-amqp's acceptor does the AMQP framing; TLS is terminated here because its own TLS
+//! acceptor expects the AMQP TLS protocol header, which Azure clients never send.
+
+mod c2d;
+mod cbs;
+mod connection;
+mod prefixed;
+mod sasl;
+
+use crate::hub::Hub;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client has for the TLS handshake and its 8-byte protocol header.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown; each one gets its own task.
+pub(crate) async fn accept_loop(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "amqp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let hub = hub.clone();
+        let tls = tls.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                let mut stream = tls.accept(tcp).await?;
+                let mut header = [0u8; 8];
+                stream.read_exact(&mut header).await?;
+                Ok::<_, std::io::Error>((stream, header))
+            });
+            let (stream, header) = match opened.await {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "amqp handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "amqp handshake timed out"),
+            };
+            let stream = prefixed::Prefixed::new(header, stream);
+            tokio::select! {
+                _ = connection::serve(hub, stream, header) => {}
+                _ = shutdown.changed() => {}
+            }
+        });
+    }
+}

@@ -1,0 +1,60 @@
+"""Cloud-to-device over AMQP with the official SDKs: azure-iot-hub 2.7
+(`IoTHubRegistryManager.send_c2d_message`, uamqp on port 5671 with SASL MSSBCBS and a CBS
+put-token) sends to the official Python device SDK (MQTT), which must receive the body and the
+application property; a send to an unknown device must raise.
+
+uamqp trusts only certifi's bundle, so this script appends the emulator's CA to a copy of it and
+points `certifi.where` at the copy before the service SDK is imported.
+
+Environment: IOTHUB_CONNECTION_STRING, IOTHUB_DEVICE_CONNECTION_STRING, IOTHUB_DEVICE_ID,
+IOTHUB_CA_CERT.
+"""
+
+import os
+import queue
+import sys
+import tempfile
+
+import certifi
+import logging
+logging.basicConfig(level=os.environ.get("C2D_LOG", "WARNING"))
+
+CA = open(os.environ["IOTHUB_CA_CERT"]).read()
+bundle = os.path.join(tempfile.mkdtemp(), "cacert.pem")
+with open(bundle, "w") as f:
+    f.write(open(certifi.where()).read() + "\n" + CA)
+certifi.where = lambda: bundle
+
+from azure.iot.device import IoTHubDeviceClient  # noqa: E402
+from azure.iot.hub import IoTHubRegistryManager  # noqa: E402
+
+DEVICE_ID = os.environ.get("IOTHUB_DEVICE_ID", "myDevice")
+received = queue.Queue(maxsize=16)
+
+device = IoTHubDeviceClient.create_from_connection_string(
+    os.environ["IOTHUB_DEVICE_CONNECTION_STRING"], server_verification_cert=CA
+)
+device.on_message_received = received.put
+device.connect()
+failed = 0
+try:
+    registry = IoTHubRegistryManager.from_connection_string(os.environ["IOTHUB_CONNECTION_STRING"])
+    registry.send_c2d_message(DEVICE_ID, "hello over amqp", {"myprop": "v1", "messageId": "py-c2d-1"})
+    msg = received.get(timeout=60)
+    body = msg.data.decode() if isinstance(msg.data, bytes) else msg.data
+    if body == "hello over amqp" and msg.custom_properties.get("myprop") == "v1" and msg.message_id == "py-c2d-1":
+        print("PASS send_c2d_message delivered to the device with myprop=v1 and the message id", flush=True)
+    else:
+        failed += 1
+        print("FAIL device got body=%r props=%r mid=%r" % (body, msg.custom_properties, msg.message_id), flush=True)
+    try:
+        registry.send_c2d_message("no-such-device", "x")
+        failed += 1
+        print("FAIL send_c2d_message to an unknown device did not raise", flush=True)
+    except Exception as e:  # azure-iot-hub raises a bare Exception("C2D message send failure")
+        print("PASS send_c2d_message to an unknown device raised: %s" % e, flush=True)
+    # Closed here rather than at interpreter exit, where uamqp's destructor finds logging gone.
+    del registry
+finally:
+    device.shutdown()
+sys.exit(1 if failed else 0)
