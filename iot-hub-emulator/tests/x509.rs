@@ -293,6 +293,8 @@ fn the_cli_flag_reads_device_ca_files() {
             "0",
             "--https-port",
             "0",
+            "--amqp-port",
+            "0",
             "--device-ca",
             "/nonexistent/device-ca.pem",
         ])
