@@ -57,6 +57,50 @@ pub enum TlsConfigError {
     },
 }
 
+/// What device authentication reads from a leaf certificate: its subject, its first common
+/// name, and its validity in Unix seconds. Both the client (before it connects) and the hub
+/// (when a device presents a certificate) read certificates through this one parser.
+///
+/// ```
+/// let cert = rcgen::generate_simple_self_signed(vec!["dev-1".to_owned()]).unwrap();
+/// let info = iot_common::tls::CertificateInfo::parse(cert.cert.der()).unwrap();
+/// assert!(info.not_before < info.not_after);
+/// assert!(iot_common::tls::CertificateInfo::parse(b"not DER").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// The subject, as text.
+    pub subject: String,
+    /// The subject's first common name, when it is a string.
+    pub common_name: Option<String>,
+    /// Not valid before this (Unix seconds).
+    pub not_before: i64,
+    /// Not valid after this (Unix seconds).
+    pub not_after: i64,
+}
+
+impl CertificateInfo {
+    /// Reads a DER certificate.
+    ///
+    /// # Errors
+    /// Why it is not a readable X.509 certificate.
+    pub fn parse(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+        let validity = cert.validity();
+        Ok(Self {
+            subject: cert.subject().to_string(),
+            common_name: cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_owned),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+}
+
 /// A TLS client identity for X.509 authentication: a certificate chain (leaf first) and the
 /// leaf's private key, checked to belong together when built. `Debug` shows the subject and
 /// the expiry, never the key.
@@ -74,18 +118,15 @@ pub enum TlsConfigError {
 pub struct ClientIdentity {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<rustls_pki_types::PrivateKeyDer<'static>>,
-    subject: String,
-    common_name: Option<String>,
-    not_before: i64,
-    not_after: i64,
+    leaf: CertificateInfo,
 }
 
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIdentity")
-            .field("subject", &self.subject)
+            .field("subject", &self.leaf.subject)
             .field("chain_len", &self.chain.len())
-            .field("not_after_unix", &self.not_after)
+            .field("not_after_unix", &self.leaf.not_after)
             .finish_non_exhaustive()
     }
 }
@@ -109,46 +150,33 @@ impl ClientIdentity {
         let chain = parse_ca_pem(chain_pem)?;
         let key =
             PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsConfigError::NoPrivateKey)?;
-        let (_, leaf) = x509_parser::parse_x509_certificate(chain[0].as_ref())
-            .map_err(|e| TlsConfigError::BadCertificate(e.to_string()))?;
-        let subject = leaf.subject().to_string();
-        let common_name = leaf
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
-        let validity = leaf.validity();
-        let (not_before, not_after) = (
-            validity.not_before.timestamp(),
-            validity.not_after.timestamp(),
-        );
+        let leaf =
+            CertificateInfo::parse(chain[0].as_ref()).map_err(TlsConfigError::BadCertificate)?;
         let provider = rustls::crypto::ring::default_provider();
         match rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider) {
             Ok(_) => {}
             Err(rustls::Error::InconsistentKeys(_)) => {
-                return Err(TlsConfigError::KeyMismatch { subject });
+                return Err(TlsConfigError::KeyMismatch {
+                    subject: leaf.subject,
+                });
             }
             Err(e) => return Err(TlsConfigError::UnsupportedKey(e)),
         }
         Ok(Self {
             chain,
             key: Arc::new(key),
-            subject,
-            common_name,
-            not_before,
-            not_after,
+            leaf,
         })
     }
 
     /// The leaf's subject common name (a CA-signed device's id; DPS's registration id).
     pub fn common_name(&self) -> Option<&str> {
-        self.common_name.as_deref()
+        self.leaf.common_name.as_deref()
     }
 
     /// The leaf's subject, as text.
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.leaf.subject
     }
 
     /// The leaf certificate (DER), e.g. for its [`Thumbprint`](crate::Thumbprint).
@@ -164,16 +192,16 @@ impl ClientIdentity {
         let now = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        if now > self.not_after {
+        if now > self.leaf.not_after {
             return Err(TlsConfigError::Expired {
-                subject: self.subject.clone(),
-                not_after: rfc2822(self.not_after),
+                subject: self.leaf.subject.clone(),
+                not_after: rfc2822(self.leaf.not_after),
             });
         }
-        if now < self.not_before {
+        if now < self.leaf.not_before {
             return Err(TlsConfigError::NotYetValid {
-                subject: self.subject.clone(),
-                not_before: rfc2822(self.not_before),
+                subject: self.leaf.subject.clone(),
+                not_before: rfc2822(self.leaf.not_before),
             });
         }
         Ok(())

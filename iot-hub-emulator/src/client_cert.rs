@@ -1,5 +1,5 @@
 //! Device client certificates: what a TLS peer presented, the fields of its leaf that
-//! authentication needs (subject CN, validity), and the device CAs registered with the
+//! authentication needs (subject CN, validity, read by `iot_common::tls::CertificateInfo`), and the device CAs registered with the
 //! emulator (`--device-ca`, [`EmulatorBuilder::device_ca_pem`](crate::EmulatorBuilder),
 //! the seed file's `deviceCAs`).
 
@@ -20,120 +20,6 @@ pub(crate) fn peer_chain(conn: &rustls::ServerConnection) -> PeerChain {
     conn.peer_certificates()
         .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
         .unwrap_or_else(|| Arc::from(Vec::new()))
-}
-
-/// The fields of a leaf certificate that device authentication reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LeafInfo {
-    /// The subject's first common name, when it has one in a string type.
-    pub(crate) common_name: Option<String>,
-    /// Validity, in Unix seconds.
-    pub(crate) not_before: i64,
-    pub(crate) not_after: i64,
-}
-
-impl LeafInfo {
-    /// Reads the subject CN and validity of a DER certificate; `None` when it is not one.
-    pub(crate) fn parse(der: &[u8]) -> Option<Self> {
-        let (0x30, cert, _) = tlv(der)? else {
-            return None;
-        };
-        let (0x30, tbs, _) = tlv(cert)? else {
-            return None;
-        };
-        let mut rest = tbs;
-        let mut next = || -> Option<(u8, &[u8])> {
-            let (tag, body, r) = tlv(rest)?;
-            rest = r;
-            Some((tag, body))
-        };
-        let mut field = next()?;
-        if field.0 == 0xA0 {
-            field = next()?; // explicit version; the serial follows
-        }
-        let (0x02, _serial) = field else { return None };
-        let (0x30, _signature) = next()? else {
-            return None;
-        };
-        let (0x30, _issuer) = next()? else {
-            return None;
-        };
-        let (0x30, validity) = next()? else {
-            return None;
-        };
-        let (0x30, subject) = next()? else {
-            return None;
-        };
-        let (t1, nb, r) = tlv(validity)?;
-        let (t2, na, _) = tlv(r)?;
-        Some(Self {
-            common_name: common_name(subject),
-            not_before: time(t1, nb)?,
-            not_after: time(t2, na)?,
-        })
-    }
-}
-
-/// One DER tag-length-value at the start of `input`: its tag, contents and what follows.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at_checked(n)?;
-        (
-            bytes.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b)),
-            rest,
-        )
-    };
-    let (body, rest) = rest.split_at_checked(len)?;
-    Some((tag, body, rest))
-}
-
-/// The first `CN` (OID 2.5.4.3) of an X.501 Name, in a UTF8, printable, IA5 or T61 string.
-fn common_name(mut name: &[u8]) -> Option<String> {
-    const CN: &[u8] = &[0x55, 0x04, 0x03];
-    while let Some((0x31, mut set, rest)) = tlv(name) {
-        name = rest;
-        while let Some((0x30, attr, r)) = tlv(set) {
-            set = r;
-            let (0x06, oid, value) = tlv(attr)? else {
-                return None;
-            };
-            if oid == CN {
-                let (tag, text, _) = tlv(value)?;
-                return matches!(tag, 0x0c | 0x13 | 0x14 | 0x16)
-                    .then(|| String::from_utf8(text.to_vec()).ok())
-                    .flatten();
-            }
-        }
-    }
-    None
-}
-
-/// A UTCTime (`YYMMDDHHMMSSZ`, years 50-99 are 19xx) or GeneralizedTime
-/// (`YYYYMMDDHHMMSSZ`) as Unix seconds.
-fn time(tag: u8, body: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(body).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 => {
-            let yy: i32 = text.get(..2)?.parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
-        }
-        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    if rest.len() != 10 || !rest.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = |i: usize| rest.get(i..i + 2).and_then(|s| s.parse::<u32>().ok());
-    let date = chrono::NaiveDate::from_ymd_opt(year, n(0)?, n(2)?)?;
-    Some(date.and_hms_opt(n(4)?, n(6)?, n(8)?)?.and_utc().timestamp())
 }
 
 /// The CAs that `certificateAuthority` devices' chains must reach.
@@ -212,6 +98,7 @@ impl DeviceCas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iot_common::tls::CertificateInfo;
 
     fn cert(cn: &str) -> rcgen::Certificate {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -230,7 +117,7 @@ mod tests {
 
     #[test]
     fn reads_common_name_and_validity() {
-        let info = LeafInfo::parse(cert("dev-1").der()).unwrap();
+        let info = CertificateInfo::parse(cert("dev-1").der()).unwrap();
         assert_eq!(info.common_name.as_deref(), Some("dev-1"));
         assert_eq!(info.not_before, 1_577_923_200); // 2020-01-02T00:00:00Z
         assert_eq!(info.not_after, 2_845_584_000); // 2060-03-04T00:00:00Z (GeneralizedTime)
@@ -238,18 +125,21 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_certificate() {
-        assert_eq!(LeafInfo::parse(b""), None);
-        assert_eq!(LeafInfo::parse(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(CertificateInfo::parse(b"").ok(), None);
+        assert_eq!(
+            CertificateInfo::parse(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).ok(),
+            None
+        );
         let der = cert("x").der().to_vec();
         // Every truncation, and every single-byte corruption, is refused or read without a
         // panic; a truncated certificate is never read as one.
         for end in 0..der.len() {
-            assert_eq!(LeafInfo::parse(&der[..end]), None);
+            assert_eq!(CertificateInfo::parse(&der[..end]).ok(), None);
         }
         for i in 0..der.len() {
             let mut bad = der.clone();
             bad[i] ^= 0xff;
-            let _ = LeafInfo::parse(&bad);
+            let _ = CertificateInfo::parse(&bad);
         }
     }
 

@@ -3,8 +3,9 @@
 //! checking a registration's client certificate chain against them.
 
 use super::{Dps, DpsError};
-use crate::client_cert::{DeviceCas, LeafInfo};
+use crate::client_cert::DeviceCas;
 use iot_common::provisioning::AttestationType;
+use iot_common::tls::CertificateInfo;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value;
@@ -108,8 +109,8 @@ impl Dps {
         let leaf = chain
             .first()
             .ok_or_else(|| refused("Neither a SAS token nor a client certificate."))?;
-        let info = LeafInfo::parse(leaf)
-            .ok_or_else(|| refused("The client certificate is unreadable."))?;
+        let info = CertificateInfo::parse(leaf)
+            .map_err(|_| refused("The client certificate is unreadable."))?;
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
         if now_i < info.not_before || now_i >= info.not_after {
             return Err(refused(

@@ -4,12 +4,12 @@
 
 use super::Hub;
 use super::registry::{Rights, keys_of};
-use crate::client_cert::LeafInfo;
 use crate::clock::unix_now;
 use crate::error::HubRefusal;
 use crate::locks::lock;
 use iot_common::registry::AuthenticationMechanism;
 use iot_common::sas::{device_resource, scope_covers};
+use iot_common::tls::CertificateInfo;
 use iot_common::twin::DeviceStatus;
 use iot_common::{SasToken, Secret, Thumbprint, encoding};
 use rustls_pki_types::CertificateDer;
@@ -186,7 +186,8 @@ impl Hub {
         peer: &[CertificateDer<'_>],
     ) -> Result<u64, ConnectRefusal> {
         let leaf = peer.first().ok_or(ConnectRefusal::NoCredential)?;
-        let info = LeafInfo::parse(leaf).ok_or(ConnectRefusal::UnreadableCertificate)?;
+        let info =
+            CertificateInfo::parse(leaf).map_err(|_| ConnectRefusal::UnreadableCertificate)?;
         let now = unix_now();
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
         if now_i < info.not_before || now_i >= info.not_after {
