@@ -159,13 +159,7 @@ impl DeviceClient {
             },
             DeviceCredential::SharedAccessSignature(t) => Credentials::Token(t.clone()),
             DeviceCredential::X509 if options.has_client_certificate() => {
-                if let Some(identity) = &options.identity {
-                    identity
-                        .check_validity(std::time::SystemTime::now())
-                        .map_err(|e| {
-                            Error::new(ErrorKind::Certificate, e.to_string()).with_source(e)
-                        })?;
-                }
+                options.check_client_certificate()?;
                 Credentials::X509
             }
             DeviceCredential::X509 => {

@@ -386,6 +386,19 @@ impl DeviceClientOptions {
         self
     }
 
+    /// Refuses, before any connection, a client certificate that is expired or not yet valid
+    /// (a certificate inside a custom rustls configuration is the user's to check).
+    pub(crate) fn check_client_certificate(&self) -> Result<()> {
+        match &self.identity {
+            Some(identity) => identity
+                .check_validity(std::time::SystemTime::now())
+                .map_err(|e| {
+                    crate::Error::new(crate::ErrorKind::Certificate, e.to_string()).with_source(e)
+                }),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a TLS client certificate will be presented.
     pub(crate) fn has_client_certificate(&self) -> bool {
         self.identity.is_some()

@@ -40,13 +40,7 @@ fn options(c: &ProvisioningClient) -> Result<MqttOptions> {
         .clone(),
         // X.509: the certificate in the handshake is the credential.
         None => {
-            if let Some(identity) = &c.options.identity {
-                identity
-                    .check_validity(std::time::SystemTime::now())
-                    .map_err(|e| {
-                        Error::new(ErrorKind::Certificate, e.to_string()).with_source(e)
-                    })?;
-            }
+            c.options.check_client_certificate()?;
             iot_common::Secret::new("")
         }
     };
