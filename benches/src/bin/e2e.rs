@@ -244,6 +244,10 @@ async fn throughput(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error:
     );
     let svc = b.service.clone();
     let d = devices.len();
+    let cpu0 = (
+        measure::cpu_seconds(None),
+        measure::cpu_seconds(b.emu.pid()),
+    );
     let (l, rate, failures) = concurrent(args.total, args.concurrency, move |i| {
         let svc = svc.clone();
         async move {
@@ -254,9 +258,20 @@ async fn throughput(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error:
         }
     })
     .await;
+    let per_call_us = |before: f64, after: f64| (after - before) * 1e6 / args.total as f64;
+    let cpu_clients = per_call_us(cpu0.0, measure::cpu_seconds(None));
+    let cpu_emulator = per_call_us(cpu0.1, measure::cpu_seconds(b.emu.pid()));
     println!(
-        "method throughput: {} calls, {} callers over {} devices: {:.0} calls/s  p50 {:.2} ms  p99 {:.2} ms  failures {}",
-        args.total, args.concurrency, d, rate, l.p50_ms, l.p99_ms, failures
+        "method throughput: {} calls, {} callers over {} devices: {:.0} calls/s  p50 {:.2} ms  p99 {:.2} ms  failures {}; CPU per call: clients {:.0} µs, emulator {:.0} µs",
+        args.total,
+        args.concurrency,
+        d,
+        rate,
+        l.p50_ms,
+        l.p99_ms,
+        failures,
+        cpu_clients,
+        cpu_emulator
     );
     let devices = Arc::new(devices);
     let ds = devices.clone();
@@ -275,7 +290,8 @@ async fn throughput(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error:
         args.total, args.concurrency, d, prate, pl.p50_ms, pl.p99_ms, pfail
     );
     Ok(json!({
-        "methods": { "calls": args.total, "concurrency": args.concurrency, "devices": d, "calls_per_s": rate, "latency": l, "failures": failures },
+        "methods": { "calls": args.total, "concurrency": args.concurrency, "devices": d, "calls_per_s": rate, "latency": l, "failures": failures,
+                     "cpu_us_per_call": { "clients": cpu_clients, "emulator": cpu_emulator } },
         "reported": { "patches": args.total, "concurrency": args.concurrency, "devices": d, "patches_per_s": prate, "latency": pl, "failures": pfail },
     }))
 }
