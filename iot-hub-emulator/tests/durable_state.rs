@@ -671,11 +671,16 @@ async fn in_process_child_role() {
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
-/// The rows of `state.db` of a kind, as (key, value text).
+/// The rows of `state.db` of a kind, as (key, value text). A device's stored text is its
+/// identity row followed by its twins' rows (schema 2 keeps twins in a table of their own).
 fn stored_rows(state: &Path, kind: &str) -> Vec<(String, String)> {
     let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
     let mut stmt = db
-        .prepare("SELECT key, value FROM records WHERE kind = ?1")
+        .prepare(
+            "SELECT key, CAST(value || coalesce((SELECT group_concat(t.value, ' ') FROM twins t
+                 WHERE ?1 = 'device' AND t.device_id = records.key), '') AS BLOB)
+             FROM records WHERE kind = ?1",
+        )
         .unwrap();
     stmt.query_map([kind], |r| {
         Ok((
