@@ -169,11 +169,13 @@ async fn durable_answers(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    let response = next.run(request).await;
+    // The answer waits for the commit of this request's own writes, not for changes other
+    // requests queued meanwhile.
+    let (response, own) = crate::hub::Receipt::scope(next.run(request)).await;
     if reads_only || !response.status().is_success() {
         return response;
     }
-    match state.hub.wait_durable(state.hub.durable_seq()).await {
+    match state.hub.wait_durable(own).await {
         Ok(()) => response,
         Err(e) => e.into_response(),
     }

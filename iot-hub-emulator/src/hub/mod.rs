@@ -50,7 +50,7 @@ pub(crate) mod twin_store;
 mod twins;
 
 pub(crate) use c2d_store::C2dMessage;
-pub(crate) use durability::Persistence;
+pub(crate) use durability::{Persistence, Receipt};
 pub use faults::FaultSettings;
 pub(crate) use faults::FaultState;
 pub(crate) use job_store::JobStore;
@@ -175,10 +175,17 @@ impl Hub {
         // Taken under the registry's lock: DPS never holds its own lock while calling the hub,
         // so this order cannot deadlock.
         writes.extend(self.dps.take_changes());
-        if let Some(t) = twins {
-            writes.extend(t.take_changes());
+        let Some(t) = twins else {
+            return reg.handover.enqueue(&self.persistence, writes);
+        };
+        let twin_rows = t.take_changes();
+        let with_twins = !twin_rows.is_empty();
+        writes.extend(twin_rows);
+        let seq = reg.handover.enqueue(&self.persistence, writes);
+        if with_twins {
+            t.handover.carried(seq);
         }
-        self.persistence.enqueue(writes)
+        seq
     }
 
     /// Hands the twins' changes to the store; call it under the twins' lock.
@@ -186,22 +193,20 @@ impl Hub {
         if !self.persistence.is_durable() {
             return 0;
         }
-        self.persistence.enqueue(twins.take_changes())
+        let rows = twins.take_changes();
+        twins.handover.enqueue(&self.persistence, rows)
     }
 
     /// Hands the jobs' changes to `--state`, queued under the jobs' lock so that two
-    /// changes of one row are queued in the order they were made.
-    pub(crate) fn persist_jobs(&self) {
-        if self.persistence.is_durable() {
-            let mut jobs = lock(&self.jobs);
-            self.persistence.enqueue(jobs.take_changes());
+    /// changes of one row are queued in the order they were made. Returns the sequence
+    /// number to wait for.
+    pub(crate) fn persist_jobs(&self) -> u64 {
+        if !self.persistence.is_durable() {
+            return 0;
         }
-    }
-
-    /// The sequence number a caller must wait for so that every change made so far is
-    /// committed (0 without `--state`).
-    pub(crate) fn durable_seq(&self) -> u64 {
-        self.persistence.last_seq()
+        let mut jobs = lock(&self.jobs);
+        let rows = jobs.take_changes();
+        jobs.handover.enqueue(&self.persistence, rows)
     }
 
     /// Waits until the changes up to `seq` are committed to `--state`.
@@ -212,14 +217,21 @@ impl Hub {
         self.persistence.wait(seq).await
     }
 
+    /// Blocks (at most 30 s) until the changes up to `seq` are committed to `--state`. For the
+    /// in-process API, which has no task to park.
+    pub(crate) fn wait_durable_blocking(&self, seq: u64) -> std::io::Result<()> {
+        self.persistence.wait_blocking(seq, FLUSH_TIMEOUT)
+    }
+
     /// Blocks (at most 30 s) until every change made so far is committed to `--state`.
     pub(crate) fn flush(&self) -> std::io::Result<()> {
-        let seq = {
+        {
             let mut reg = lock(&self.registry);
             let mut twins = lock(&self.twins);
-            self.persist_registry(&mut reg, Some(&mut twins))
+            self.persist_registry(&mut reg, Some(&mut twins));
         }
-        .max(self.durable_seq());
+        // Everything: start-up and shutdown wait for all that was queued, by anyone.
+        let seq = self.persistence.last_seq();
         self.persistence.wait_blocking(seq, FLUSH_TIMEOUT)
     }
 

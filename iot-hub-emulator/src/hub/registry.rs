@@ -101,6 +101,9 @@ pub(crate) struct Registry {
     /// The last revision given to a record (see [`DeviceRecord::rev`]).
     #[serde(skip)]
     revs: u64,
+    /// The last batch that carried the registry's (and DPS's) rows to `--state`.
+    #[serde(skip)]
+    pub(crate) handover: super::durability::Handover,
 }
 
 /// What changed since the last hand-over to the store.

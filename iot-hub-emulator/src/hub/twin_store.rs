@@ -72,6 +72,8 @@ pub(crate) struct TwinStore {
     changes: Option<BTreeSet<(String, Option<String>)>>,
     /// Derived from the tags; kept current by every mutator here.
     tag_index: TagIndex,
+    /// The last batch that carried twin rows to `--state`.
+    pub(crate) handover: super::durability::Handover,
 }
 
 /// The store key of a twin: `device` or `device/module` (`/` is not allowed in ids).
