@@ -9,7 +9,7 @@ use crate::error::EmulatorError;
 use crate::http::{AppState, StreamHandler};
 use crate::hub::persistence::{DB_FILE, Kind, Store};
 use crate::hub::registry::{DeviceRecord, Policy, Registry, default_policies, generate_key};
-use crate::hub::twin_state::TwinState;
+use crate::hub::twin_store::TwinStore;
 use crate::hub::{C2dMessage, FaultSettings, Hub, HubOptions, HubState, JobStore, Persistence};
 use iot_common::Secret;
 use iot_common::registry::{AuthenticationMechanism, Device, SymmetricKey};
@@ -40,6 +40,10 @@ pub(crate) fn start_hub(config: &HubConfig) -> Result<Arc<Hub>, EmulatorError> {
         persistence.close();
         return Err(e);
     }
+    // Every identity has its twin: the seed's and the builder's devices get theirs here.
+    state
+        .twins
+        .complete(state.registry.identities(), &now_string());
     let hub = Arc::new(Hub::new(config.options.clone(), state, persistence));
     hub.faults.apply(&config.faults);
     if let Err(e) = hub.flush() {
@@ -73,7 +77,7 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
     let legacy_file = dir.join("registry.json");
     let legacy = if !dir.join(DB_FILE).exists() && legacy_file.exists() {
         let bytes = std::fs::read(&legacy_file)?;
-        Some(serde_json::from_slice::<Registry>(&bytes).map_err(|e| {
+        Some(legacy_registry(&bytes).map_err(|e| {
             EmulatorError::State(format!(
                 "{}: {e}; the emulator refuses to start and left the file as it is",
                 legacy_file.display()
@@ -84,11 +88,13 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
     };
     let (store, mut loaded) = Store::open(dir)?;
     let parsed = match legacy {
-        Some(mut registry) => {
+        Some((mut registry, mut twins)) => {
             tracing::info!(file = %legacy_file.display(), "migrating the state file into state.db");
             registry.track_changes();
+            twins.track_changes();
             Ok(HubState {
                 registry,
+                twins,
                 ..HubState::default()
             })
         }
@@ -96,6 +102,9 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
             .map_err(|(what, e)| format!("{what} ({e})"))
             .and_then(|mut registry| {
                 registry.track_changes_from_now();
+                let mut twins =
+                    TwinStore::from_rows(&mut loaded, |d, m| registry.has_identity(d, m))?;
+                twins.track_changes_from_now();
                 let mut persistent_sessions = std::collections::HashMap::new();
                 for (client_id, v) in loaded.take(Kind::Session) {
                     let subs = serde_json::from_slice(&v)
@@ -112,6 +121,7 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
                 )?;
                 Ok(HubState {
                     registry,
+                    twins,
                     persistent_sessions,
                     c2d,
                     jobs,
@@ -146,6 +156,28 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
             )))
         }
     }
+}
+
+/// A 0.1 `registry.json`: the registry with each identity's twin inside its record (as
+/// schema 1 of `state.db` had them), split into the registry and the twin store.
+fn legacy_registry(bytes: &[u8]) -> Result<(Registry, TwinStore), String> {
+    let mut doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    if let Some(devices) = doc.get_mut("devices").and_then(|d| d.as_object_mut()) {
+        for (id, rec) in devices.iter_mut() {
+            for (module, twin) in
+                crate::hub::schema_v1::split_device(rec).map_err(|e| format!("device {id}: {e}"))?
+            {
+                let key = crate::hub::twin_store::twin_key(id, module.as_deref());
+                rows.push((key, serde_json::to_vec(&twin).map_err(|e| e.to_string())?));
+            }
+        }
+    }
+    let registry: Registry = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+    let mut loaded = crate::hub::persistence::Loaded::default();
+    loaded.rows.insert(Kind::Twin, rows);
+    let twins = TwinStore::from_rows(&mut loaded, |d, m| registry.has_identity(d, m))?;
+    Ok((registry, twins))
 }
 
 impl HubConfig {
@@ -192,7 +224,6 @@ impl HubConfig {
                 }
             }
         }
-        let now = now_string();
         // Explicit entries (seed file, `device(..)`) win over what the state holds and over the
         // development device, so that `myDevice` can be given a private key.
         let set = |reg: &mut Registry, id: &str, keys: SymmetricKey| -> Result<(), EmulatorError> {
@@ -210,7 +241,7 @@ impl HubConfig {
                 None => {
                     let mut d = Device::new(id, Some(keys));
                     d.etag = Some(reg.next_etag());
-                    reg.insert_device(id, DeviceRecord::new(d, TwinState::new(&now)));
+                    reg.insert_device(id, DeviceRecord::new(d));
                 }
             }
             Ok(())

@@ -7,7 +7,7 @@
 use crate::endpoints::Endpoints;
 use crate::error::{EmulatorApiError, EmulatorError, HubRefusal};
 use crate::hub::TelemetryRecord;
-use crate::hub::{C2dMessage, FaultSettings, Hub};
+use crate::hub::{C2dMessage, FaultSettings, Hub, Receipt};
 use iot_common::registry::{Device, Module};
 use iot_common::{ErrorCode, MethodInvocation, MethodInvocationResult, Twin};
 
@@ -31,9 +31,15 @@ impl<'a> HubOps<'a> {
         self.hub
     }
 
-    /// Waits until what this handle changed is committed.
-    fn committed(&self) -> Result<(), HubRefusal> {
-        self.hub().flush().map_err(|e| {
+    /// Runs hub operations and returns their result with the sequence number of their own
+    /// writes (see [`Receipt`]).
+    fn own<T>(&self, f: impl FnOnce(&'a Hub) -> T) -> (T, u64) {
+        Receipt::sync(|| f(self.hub))
+    }
+
+    /// Waits until the writes up to `seq` (a call's own, from [`Self::own`]) are committed.
+    fn committed(&self, seq: u64) -> Result<(), HubRefusal> {
+        self.hub().wait_durable_blocking(seq).map_err(|e| {
             HubRefusal::new(
                 ErrorCode::ServiceUnavailable,
                 format!("The change could not be stored yet ({e}); it is retried."),
@@ -47,12 +53,18 @@ impl<'a> HubOps<'a> {
     /// # Errors
     /// An invalid device id, or the state could not be written in time.
     pub fn create_device(&self, device_id: &str) -> Result<String, EmulatorError> {
-        if self.hub().get_device(device_id).is_err() {
-            self.hub()
-                .put_device(device_id, Device::new(device_id, None), None)
-                .map_err(|e| EmulatorError::Config(e.message))?;
-        }
-        self.hub().flush()?;
+        let (created, seq) = self.own(|hub| {
+            if hub.get_device(device_id).is_err() {
+                hub.put_device(device_id, Device::new(device_id, None), None)
+                    .map(drop)
+            } else {
+                // It exists, perhaps not committed yet: wait for the registry's last batch.
+                hub.mark_dirty();
+                Ok(())
+            }
+        });
+        created.map_err(|e| EmulatorError::Config(e.message))?;
+        self.hub().wait_durable_blocking(seq)?;
         self.endpoints
             .identity_connection_string(self.hub, device_id, None)
             .ok_or_else(|| EmulatorError::Config("device has no key".into()))
@@ -64,13 +76,17 @@ impl<'a> HubOps<'a> {
     /// # Errors
     /// Unknown device, an invalid module id, or the state could not be written in time.
     pub fn create_module(&self, device_id: &str, module_id: &str) -> Result<String, EmulatorError> {
-        if self.hub().get_module(device_id, module_id).is_err() {
-            let m = Module::new(device_id, module_id, None);
-            self.hub()
-                .put_module(device_id, module_id, m, None)
-                .map_err(|e| EmulatorError::Config(e.message))?;
-        }
-        self.hub().flush()?;
+        let (created, seq) = self.own(|hub| {
+            if hub.get_module(device_id, module_id).is_err() {
+                let m = Module::new(device_id, module_id, None);
+                hub.put_module(device_id, module_id, m, None).map(drop)
+            } else {
+                hub.mark_dirty();
+                Ok(())
+            }
+        });
+        created.map_err(|e| EmulatorError::Config(e.message))?;
+        self.hub().wait_durable_blocking(seq)?;
         self.endpoints
             .identity_connection_string(self.hub, device_id, Some(module_id))
             .ok_or_else(|| EmulatorError::Config("module has no key".into()))
@@ -82,8 +98,9 @@ impl<'a> HubOps<'a> {
     /// # Errors
     /// Unknown device (404001), or the state could not be written in time.
     pub fn delete_device(&self, device_id: &str) -> Result<(), EmulatorApiError> {
-        self.hub().delete_device(device_id, None)?;
-        Ok(self.committed()?)
+        let (deleted, seq) = self.own(|hub| hub.delete_device(device_id, None));
+        deleted?;
+        Ok(self.committed(seq)?)
     }
 
     /// Invokes a direct method as the REST API would (same routing, timeouts and errors).
@@ -120,10 +137,10 @@ impl<'a> HubOps<'a> {
         body: &serde_json::Value,
         replace: bool,
     ) -> Result<Twin, EmulatorApiError> {
-        let twin = self
-            .hub()
-            .update_twin(device_id, module_id, body, None, replace)?;
-        self.committed()?;
+        let (twin, seq) =
+            self.own(|hub| hub.update_twin(device_id, module_id, body, None, replace));
+        let twin = twin?;
+        self.committed(seq)?;
         Ok(twin)
     }
 
@@ -155,7 +172,7 @@ impl<'a> HubOps<'a> {
         properties
             .to
             .get_or_insert_with(|| format!("/devices/{device_id}/messages/devicebound"));
-        self.hub().enqueue_c2d(
+        let seq = self.hub().enqueue_c2d(
             device_id,
             C2dMessage {
                 properties,
@@ -163,7 +180,7 @@ impl<'a> HubOps<'a> {
                 id: 0,
             },
         )?;
-        Ok(self.committed()?)
+        Ok(self.committed(seq)?)
     }
 
     /// Telemetry received so far (optionally from one device), oldest first.

@@ -3,13 +3,23 @@
 use super::response::{ApiResult, authorize, json, parse_json};
 use super::state::AppState;
 use crate::hub::registry::Rights;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
 use iot_common::JobRequest;
 use std::collections::HashMap;
 
-pub(crate) async fn put_job(
+/// The jobs routes.
+pub(crate) fn routes() -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/jobs/v2/query", get(query_jobs))
+        .route("/jobs/v2/{id}", get(get_job).put(put_job))
+        .route("/jobs/v2/{id}/cancel", post(cancel_job))
+}
+
+async fn put_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -20,25 +30,17 @@ pub(crate) async fn put_job(
     Ok(json(StatusCode::OK, &s.hub.create_job(&id, req)?, None))
 }
 
-pub(crate) async fn get_job(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> ApiResult {
+async fn get_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     Ok(json(StatusCode::OK, &s.hub.get_job(&id)?, None))
 }
 
-pub(crate) async fn cancel_job(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> ApiResult {
+async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     Ok(json(StatusCode::OK, &s.hub.cancel_job(&id)?, None))
 }
 
-pub(crate) async fn query_jobs(
+async fn query_jobs(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
     h: HeaderMap,

@@ -2,8 +2,9 @@
 //! `/$iothub/websocket` on the same port, as the real hub serves both on 443.
 
 //!
-//! Adding an endpoint: its handler goes in the file of its area here (or a new one), one
-//! `.route(..)` line goes in [`router`], and the operation it calls goes in `hub/`.
+//! Adding an endpoint: its handler and its `.route(..)` go in the file of its area here (each
+//! exposes `fn routes() -> Router<AppState>`, merged by [`router`]), and the operation it
+//! calls goes in `hub/`. A new area file adds one `.merge(..)` line to [`router`].
 
 pub(crate) mod console;
 mod dps_api;
@@ -29,57 +30,22 @@ pub(crate) fn json_response<T: serde::Serialize>(
 }
 
 use axum::Router;
-use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+/// The service plane: each area file contributes its own routes (a new endpoint is a
+/// handler and a `.route(..)` in its area file, and an operation in `hub/`); this only
+/// composes them with the layers that apply to all of them.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/twins/{id}",
-            get(twin_api::get_twin)
-                .patch(twin_api::patch_twin)
-                .put(twin_api::put_twin),
-        )
-        .route("/twins/{id}/methods", post(twin_api::invoke_method))
-        .route(
-            "/twins/{id}/modules/{mid}",
-            get(twin_api::get_module_twin)
-                .patch(twin_api::patch_module_twin)
-                .put(twin_api::put_module_twin),
-        )
-        .route(
-            "/twins/{id}/modules/{mid}/methods",
-            post(twin_api::invoke_module_method),
-        )
-        .route("/devices", get(registry_api::list_devices))
-        .route("/devices/", get(registry_api::list_devices))
-        .route("/devices/query", post(query_api::query_devices))
-        .route(
-            "/devices/{id}",
-            get(registry_api::get_device)
-                .put(registry_api::put_device)
-                .delete(registry_api::delete_device),
-        )
-        .route("/devices/{id}/modules", get(registry_api::list_modules))
-        .route(
-            "/devices/{id}/modules/{mid}",
-            get(registry_api::get_module)
-                .put(registry_api::put_module)
-                .delete(registry_api::delete_module),
-        )
-        .route("/statistics/devices", get(registry_api::device_statistics))
-        .route("/statistics/service", get(registry_api::service_statistics))
-        .route("/jobs/v2/query", get(jobs_api::query_jobs))
-        .route(
-            "/jobs/v2/{id}",
-            get(jobs_api::get_job).put(jobs_api::put_job),
-        )
-        .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
-        .route("/$iothub/websocket", get(ws::upgrade))
+        .merge(twin_api::routes())
+        .merge(registry_api::routes())
+        .merge(query_api::routes())
+        .merge(jobs_api::routes())
+        .merge(ws::routes())
         .merge(dps_api::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -169,11 +135,13 @@ async fn durable_answers(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    let response = next.run(request).await;
+    // The answer waits for the commit of this request's own writes, not for changes other
+    // requests queued meanwhile.
+    let (response, own) = crate::hub::Receipt::scope(next.run(request)).await;
     if reads_only || !response.status().is_success() {
         return response;
     }
-    match state.hub.wait_durable(state.hub.durable_seq()).await {
+    match state.hub.wait_durable(own).await {
         Ok(()) => response,
         Err(e) => e.into_response(),
     }

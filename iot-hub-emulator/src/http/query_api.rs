@@ -8,6 +8,7 @@ use crate::error::HubRefusal;
 use crate::hub::registry::Rights;
 use crate::limits::MAX_QUERY_LEN;
 use crate::query::{self, Collection};
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
@@ -20,11 +21,12 @@ struct QuerySpec {
     query: String,
 }
 
-pub(crate) async fn query_devices(
-    State(s): State<AppState>,
-    h: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+/// The query route.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/devices/query", axum::routing::post(query_devices))
+}
+
+async fn query_devices(State(s): State<AppState>, h: HeaderMap, body: Bytes) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let spec: QuerySpec = parse_json(&body)?;
     if spec.query.len() > MAX_QUERY_LEN {

@@ -3,6 +3,7 @@
 use super::response::{ApiResult, authorize, if_match, json, parse_json};
 use super::state::AppState;
 use crate::hub::registry::Rights;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -13,7 +14,26 @@ use std::collections::HashMap;
 const READ: Rights = Rights::REGISTRY_READ;
 const WRITE: Rights = Rights::REGISTRY_WRITE;
 
-pub(crate) async fn list_devices(
+/// The identity registry's routes.
+pub(crate) fn routes() -> Router<AppState> {
+    use axum::routing::get;
+    Router::new()
+        .route("/devices", get(list_devices))
+        .route("/devices/", get(list_devices))
+        .route(
+            "/devices/{id}",
+            get(get_device).put(put_device).delete(delete_device),
+        )
+        .route("/devices/{id}/modules", get(list_modules))
+        .route(
+            "/devices/{id}/modules/{mid}",
+            get(get_module).put(put_module).delete(delete_module),
+        )
+        .route("/statistics/devices", get(device_statistics))
+        .route("/statistics/service", get(service_statistics))
+}
+
+async fn list_devices(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
     h: HeaderMap,
@@ -27,18 +47,14 @@ pub(crate) async fn list_devices(
     Ok(json(StatusCode::OK, &s.hub.list_devices(top), None))
 }
 
-pub(crate) async fn get_device(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> ApiResult {
+async fn get_device(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
     authorize(&s.hub, &h, READ)?;
     let d = s.hub.get_device(&id)?;
     let etag = d.etag.clone();
     Ok(json(StatusCode::OK, &d, etag.as_deref()))
 }
 
-pub(crate) async fn put_device(
+async fn put_device(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -51,7 +67,7 @@ pub(crate) async fn put_device(
     Ok(json(StatusCode::OK, &d, etag.as_deref()))
 }
 
-pub(crate) async fn delete_device(
+async fn delete_device(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -61,7 +77,7 @@ pub(crate) async fn delete_device(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn list_modules(
+async fn list_modules(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -70,7 +86,7 @@ pub(crate) async fn list_modules(
     Ok(json(StatusCode::OK, &s.hub.list_modules(&id)?, None))
 }
 
-pub(crate) async fn get_module(
+async fn get_module(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,
@@ -81,7 +97,7 @@ pub(crate) async fn get_module(
     Ok(json(StatusCode::OK, &m, etag.as_deref()))
 }
 
-pub(crate) async fn put_module(
+async fn put_module(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,
@@ -99,7 +115,7 @@ pub(crate) async fn put_module(
     Ok(json(status, &m, etag.as_deref()))
 }
 
-pub(crate) async fn delete_module(
+async fn delete_module(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,
@@ -109,12 +125,12 @@ pub(crate) async fn delete_module(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn device_statistics(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
+async fn device_statistics(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
     authorize(&s.hub, &h, READ)?;
     Ok(json(StatusCode::OK, &s.hub.statistics(), None))
 }
 
-pub(crate) async fn service_statistics(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
+async fn service_statistics(State(s): State<AppState>, h: HeaderMap) -> ApiResult {
     authorize(&s.hub, &h, Rights::SERVICE_CONNECT)?;
     let body = serde_json::json!({ "connectedDeviceCount": s.hub.connected_count() });
     Ok(json(StatusCode::OK, &body, None))

@@ -3,11 +3,30 @@
 use super::response::{ApiResult, authorize, if_match, json, parse_json};
 use super::state::AppState;
 use crate::hub::registry::Rights;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use iot_common::MethodInvocation;
 use serde_json::Value;
+
+/// The twin routes.
+pub(crate) fn routes() -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/twins/{id}", get(get_twin).patch(patch_twin).put(put_twin))
+        .route("/twins/{id}/methods", post(invoke_method))
+        .route(
+            "/twins/{id}/modules/{mid}",
+            get(get_module_twin)
+                .patch(patch_module_twin)
+                .put(put_module_twin),
+        )
+        .route(
+            "/twins/{id}/modules/{mid}/methods",
+            post(invoke_module_method),
+        )
+}
 
 async fn get(state: &AppState, headers: &HeaderMap, id: &str, module: Option<&str>) -> ApiResult {
     authorize(&state.hub, headers, Rights::SERVICE_CONNECT)?;
@@ -46,15 +65,11 @@ async fn invoke(
     Ok(json(StatusCode::OK, &result, None))
 }
 
-pub(crate) async fn get_twin(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> ApiResult {
+async fn get_twin(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
     get(&s, &h, &id, None).await
 }
 
-pub(crate) async fn patch_twin(
+async fn patch_twin(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -63,7 +78,7 @@ pub(crate) async fn patch_twin(
     update(&s, &h, &id, None, &b, false).await
 }
 
-pub(crate) async fn put_twin(
+async fn put_twin(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -72,7 +87,7 @@ pub(crate) async fn put_twin(
     update(&s, &h, &id, None, &b, true).await
 }
 
-pub(crate) async fn invoke_method(
+async fn invoke_method(
     State(s): State<AppState>,
     Path(id): Path<String>,
     h: HeaderMap,
@@ -81,7 +96,7 @@ pub(crate) async fn invoke_method(
     invoke(&s, &h, &id, None, &b).await
 }
 
-pub(crate) async fn get_module_twin(
+async fn get_module_twin(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,
@@ -89,7 +104,7 @@ pub(crate) async fn get_module_twin(
     get(&s, &h, &id, Some(&mid)).await
 }
 
-pub(crate) async fn patch_module_twin(
+async fn patch_module_twin(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,
@@ -98,7 +113,7 @@ pub(crate) async fn patch_module_twin(
     update(&s, &h, &id, Some(&mid), &b, false).await
 }
 
-pub(crate) async fn put_module_twin(
+async fn put_module_twin(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,
@@ -107,7 +122,7 @@ pub(crate) async fn put_module_twin(
     update(&s, &h, &id, Some(&mid), &b, true).await
 }
 
-pub(crate) async fn invoke_module_method(
+async fn invoke_module_method(
     State(s): State<AppState>,
     Path((id, mid)): Path<(String, String)>,
     h: HeaderMap,

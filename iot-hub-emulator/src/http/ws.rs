@@ -4,14 +4,19 @@
 
 use super::state::AppState;
 use crate::client_cert::PeerChain;
-use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use axum::{Extension, Router};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub(crate) async fn upgrade(
+/// The MQTT over WebSockets route.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/$iothub/websocket", axum::routing::get(upgrade))
+}
+
+async fn upgrade(
     State(s): State<AppState>,
     peer: Option<Extension<PeerChain>>,
     ws: WebSocketUpgrade,

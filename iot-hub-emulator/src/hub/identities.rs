@@ -68,12 +68,17 @@ impl Hub {
                 body.status_updated_time = Some(Timestamp::never());
                 body.last_activity_time = Some(Timestamp::never());
                 body.cloud_to_device_message_count = 0;
-                reg.insert_device(id, DeviceRecord::new(body.clone(), TwinState::new(&now)));
-                body
+                reg.insert_device(id, DeviceRecord::new(body.clone()));
+                // Under both locks and in one batch: no reader sees the device without its
+                // twin, and `--state` commits both or neither.
+                let mut twins = lock(&self.twins);
+                twins.create_device(id, TwinState::new(&now));
+                self.persist_registry(&mut reg, Some(&mut twins));
+                return Ok(body);
             }
         };
+        self.persist_registry(&mut reg, None);
         drop(reg);
-        self.mark_dirty();
         if disable {
             self.disconnect(id, None);
         }
@@ -112,6 +117,10 @@ impl Hub {
             }
             let modules: Vec<String> = rec.modules.keys().cloned().collect();
             reg.remove_device(id);
+            let mut twins = lock(&self.twins);
+            twins.remove_device(id);
+            self.persist_registry(&mut reg, Some(&mut twins));
+            drop(twins);
             drop(reg);
             for m in modules {
                 self.disconnect(id, Some(&m));
@@ -120,7 +129,6 @@ impl Hub {
         self.disconnect(id, None);
         // Its pending messages go with it; one in flight is dropped when its connection ends.
         self.drop_c2d(id);
-        self.mark_dirty();
         Ok(())
     }
 
@@ -185,15 +193,15 @@ impl Hub {
                     module_id.to_owned(),
                     ModuleRecord {
                         module: body.clone(),
-                        twin: TwinState::new(&now),
-                        doc: Default::default(),
                     },
                 );
-                (body, true)
+                let mut twins = lock(&self.twins);
+                twins.create_module(device_id, module_id, TwinState::new(&now));
+                self.persist_registry(&mut reg, Some(&mut twins));
+                return Ok((body, true));
             }
         };
-        drop(reg);
-        self.mark_dirty();
+        self.persist_registry(&mut reg, None);
         Ok(out)
     }
 
@@ -241,9 +249,11 @@ impl Hub {
                 return Err(HubRefusal::precondition_failed());
             }
             rec.modules.remove(module_id);
+            let mut twins = lock(&self.twins);
+            twins.remove_module(device_id, module_id);
+            self.persist_registry(&mut reg, Some(&mut twins));
         }
         self.disconnect(device_id, Some(module_id));
-        self.mark_dirty();
         Ok(())
     }
 }

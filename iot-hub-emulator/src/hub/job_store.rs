@@ -15,6 +15,8 @@ pub(crate) struct JobStore {
     /// Jobs and device rows changed since the last hand-over to `--state`.
     changed_jobs: BTreeSet<String>,
     changed_rows: BTreeSet<(String, usize)>,
+    /// The last batch that carried job rows to `--state`.
+    pub(super) handover: super::durability::Handover,
 }
 
 /// The store key of a job's per-device row: the zero-padded index keeps the rows in order.

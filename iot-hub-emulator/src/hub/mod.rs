@@ -5,7 +5,8 @@
 //!
 //! | store | file | what it holds |
 //! |---|---|---|
-//! | registry | `registry.rs`, `twin_state.rs`, `tag_index.rs` | identities, keys, policies, and each identity's twin (documents, versions, etags, `$metadata`); the index of tag values that queries look up |
+//! | registry | `registry.rs` | identities (devices, modules), keys, policies |
+//! | twins | `twin_store.rs`, `twin_state.rs`, `tag_index.rs` | each identity's twin (documents, versions, etags, `$metadata`), keyed by device and module id; the index of tag values that queries look up |
 //! | sessions | `session_store.rs`, `close_signal.rs` | live MQTT connections, persistent subscriptions |
 //! | cloud-to-device | `c2d_store.rs` | pending messages per device |
 //! | telemetry | `telemetry.rs` | the bounded buffer of received messages |
@@ -17,6 +18,9 @@
 //! `methods.rs`, `c2d.rs`, `jobs.rs`, `query.rs`, `auth.rs`. An operation that changes
 //! persisted state queues its rows under the lock that ordered the change and answers only
 //! after [`Hub::wait_durable`].
+//!
+//! Lock order: see [`crate::locks`]. An operation that needs two stores' locks takes them in
+//! that order; twin operations take only the twins' lock.
 
 pub(crate) mod auth;
 mod c2d;
@@ -27,6 +31,8 @@ mod faults;
 mod identities;
 mod job_store;
 pub(crate) mod jobs;
+#[cfg(test)]
+mod lock_tests;
 mod methods;
 pub(crate) mod persistence;
 mod provisioning;
@@ -34,15 +40,17 @@ mod query;
 #[cfg(test)]
 mod query_tests;
 pub(crate) mod registry;
+pub(crate) mod schema_v1;
 mod session_store;
 mod sessions;
 mod tag_index;
 mod telemetry;
 pub(crate) mod twin_state;
+pub(crate) mod twin_store;
 mod twins;
 
 pub(crate) use c2d_store::C2dMessage;
-pub(crate) use durability::Persistence;
+pub(crate) use durability::{Persistence, Receipt};
 pub use faults::FaultSettings;
 pub(crate) use faults::FaultState;
 pub(crate) use job_store::JobStore;
@@ -59,6 +67,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use telemetry::Telemetry;
+use twin_store::TwinStore;
 
 /// Settings that shape the hub's behaviour.
 #[derive(Debug, Clone)]
@@ -81,6 +90,7 @@ pub(crate) struct HubOptions {
 #[derive(Debug, Default)]
 pub(crate) struct HubState {
     pub(crate) registry: Registry,
+    pub(crate) twins: TwinStore,
     pub(crate) persistent_sessions: HashMap<String, u8>,
     pub(crate) c2d: HashMap<String, VecDeque<C2dMessage>>,
     pub(crate) jobs: JobStore,
@@ -93,6 +103,8 @@ pub(crate) struct HubState {
 pub(crate) struct Hub {
     pub(crate) options: HubOptions,
     pub(crate) registry: Mutex<Registry>,
+    /// Taken after `registry` when both are needed.
+    pub(crate) twins: Mutex<TwinStore>,
     pub(crate) sessions: Sessions,
     telemetry: Telemetry,
     c2d: C2dQueues,
@@ -112,6 +124,7 @@ impl Hub {
         Self {
             telemetry: Telemetry::new(options.telemetry_capacity, options.telemetry_max_bytes),
             registry: Mutex::new(state.registry),
+            twins: Mutex::new(state.twins),
             sessions: Sessions::new(state.persistent_sessions),
             c2d: C2dQueues::new(state.c2d),
             jobs: Mutex::new(state.jobs),
@@ -136,34 +149,64 @@ impl Hub {
         self.next_rid.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
-    /// Hands the registry's changes to the store and returns the sequence number to wait for.
-    /// Every mutation calls this before it answers; the answer then waits for
+    /// Hands the registry's and DPS's changes to the store and returns the sequence number
+    /// to wait for. DPS operations call this before they answer; the answer then waits for
     /// [`Self::wait_durable`].
     pub(crate) fn mark_dirty(&self) -> u64 {
         if !self.persistence.is_durable() {
             return 0;
         }
         let mut reg = lock(&self.registry);
+        self.persist_registry(&mut reg, None)
+    }
+
+    /// Hands the registry's changes (with DPS's, and the twins' when the caller holds their
+    /// lock too) to the store in one batch, so that an identity and its twin are committed
+    /// together. Call it under the lock(s) the changes were made under.
+    pub(crate) fn persist_registry(
+        &self,
+        reg: &mut Registry,
+        twins: Option<&mut TwinStore>,
+    ) -> u64 {
+        if !self.persistence.is_durable() {
+            return 0;
+        }
         let mut writes = reg.take_changes();
         // Taken under the registry's lock: DPS never holds its own lock while calling the hub,
         // so this order cannot deadlock.
         writes.extend(self.dps.take_changes());
-        self.persistence.enqueue(writes)
+        let Some(t) = twins else {
+            return reg.handover.enqueue(&self.persistence, writes);
+        };
+        let twin_rows = t.take_changes();
+        let with_twins = !twin_rows.is_empty();
+        writes.extend(twin_rows);
+        let seq = reg.handover.enqueue(&self.persistence, writes);
+        if with_twins {
+            t.handover.carried(seq);
+        }
+        seq
+    }
+
+    /// Hands the twins' changes to the store; call it under the twins' lock.
+    pub(crate) fn persist_twins(&self, twins: &mut TwinStore) -> u64 {
+        if !self.persistence.is_durable() {
+            return 0;
+        }
+        let rows = twins.take_changes();
+        twins.handover.enqueue(&self.persistence, rows)
     }
 
     /// Hands the jobs' changes to `--state`, queued under the jobs' lock so that two
-    /// changes of one row are queued in the order they were made.
-    pub(crate) fn persist_jobs(&self) {
-        if self.persistence.is_durable() {
-            let mut jobs = lock(&self.jobs);
-            self.persistence.enqueue(jobs.take_changes());
+    /// changes of one row are queued in the order they were made. Returns the sequence
+    /// number to wait for.
+    pub(crate) fn persist_jobs(&self) -> u64 {
+        if !self.persistence.is_durable() {
+            return 0;
         }
-    }
-
-    /// The sequence number a caller must wait for so that every change made so far is
-    /// committed (0 without `--state`).
-    pub(crate) fn durable_seq(&self) -> u64 {
-        self.persistence.last_seq()
+        let mut jobs = lock(&self.jobs);
+        let rows = jobs.take_changes();
+        jobs.handover.enqueue(&self.persistence, rows)
     }
 
     /// Waits until the changes up to `seq` are committed to `--state`.
@@ -174,9 +217,21 @@ impl Hub {
         self.persistence.wait(seq).await
     }
 
+    /// Blocks (at most 30 s) until the changes up to `seq` are committed to `--state`. For the
+    /// in-process API, which has no task to park.
+    pub(crate) fn wait_durable_blocking(&self, seq: u64) -> std::io::Result<()> {
+        self.persistence.wait_blocking(seq, FLUSH_TIMEOUT)
+    }
+
     /// Blocks (at most 30 s) until every change made so far is committed to `--state`.
     pub(crate) fn flush(&self) -> std::io::Result<()> {
-        let seq = self.mark_dirty().max(self.durable_seq());
+        {
+            let mut reg = lock(&self.registry);
+            let mut twins = lock(&self.twins);
+            self.persist_registry(&mut reg, Some(&mut twins));
+        }
+        // Everything: start-up and shutdown wait for all that was queued, by anyone.
+        let seq = self.persistence.last_seq();
         self.persistence.wait_blocking(seq, FLUSH_TIMEOUT)
     }
 

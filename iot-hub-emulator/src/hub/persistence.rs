@@ -5,8 +5,14 @@
 //! and the cost of an fsync is shared by everyone who wrote meanwhile (group commit, with a
 //! short window that lets a burst of callers land in one commit, see `Store::gather`).
 //!
-//! Rows are `(kind, key) -> JSON`: one per device record (with its modules and twins), per
-//! policy, per persistent MQTT session, plus a few counters. A change rewrites only its row.
+//! Rows are `(kind, key) -> JSON`: one per device record (identity and its modules), per
+//! policy, per persistent MQTT session, plus a few counters, in the table `records`; twins
+//! have a table of their own, `twins`, one row per device or module twin keyed by
+//! `(device_id, module_id)` (`''` for a device's own twin). A change rewrites only its row.
+//!
+//! Schema history (`PRAGMA user_version`): 1 kept twins inside their device's row; 2 moved
+//! them to `twins`. Opening a version 1 state migrates it in one transaction
+//! (see [`super::schema_v1`]).
 
 use crate::error::EmulatorError;
 use crate::locks::lock;
@@ -22,7 +28,13 @@ use tokio::sync::watch;
 pub(crate) const DB_FILE: &str = "state.db";
 /// The schema this version writes (`PRAGMA user_version`). A state written by version `n`
 /// opens in every later version; a newer one is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// The tables of schema 2.
+pub(crate) const SCHEMA_V2: &str = "
+    CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL,
+        value BLOB NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
+    CREATE TABLE twins (device_id TEXT NOT NULL, module_id TEXT NOT NULL,
+        value BLOB NOT NULL, PRIMARY KEY (device_id, module_id)) WITHOUT ROWID;";
 /// How long a caller waits for its change to be committed before it is told the hub is
 /// unavailable (the change stays pending and is retried).
 pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -46,8 +58,10 @@ pub(crate) enum Kind {
     Meta,
     /// A shared access policy.
     Policy,
-    /// A device record: identity, twin, modules and their twins.
+    /// A device record: identity and modules.
     Device,
+    /// A device or module twin (`device` or `device/module`), in the `twins` table.
+    Twin,
     /// The subscriptions of a `clean_session=false` MQTT client.
     Session,
     /// A pending cloud-to-device message (`device/number`).
@@ -70,6 +84,7 @@ impl Kind {
             Self::Meta => "meta",
             Self::Policy => "policy",
             Self::Device => "device",
+            Self::Twin => "twin",
             Self::Session => "session",
             Self::C2d => "c2d",
             Self::Job => "job",
@@ -85,6 +100,7 @@ impl Kind {
             Self::Meta,
             Self::Policy,
             Self::Device,
+            Self::Twin,
             Self::Session,
             Self::C2d,
             Self::Job,
@@ -196,18 +212,17 @@ impl Store {
         };
         match version {
             0 if fresh || is_empty(&conn) => {
-                conn.execute_batch(
-                    "PRAGMA journal_mode=WAL;
-                     BEGIN;
-                     CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL,
-                         value BLOB NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
-                     PRAGMA user_version = 1;
-                     COMMIT;",
-                )
+                conn.execute_batch(&format!(
+                    "PRAGMA journal_mode=WAL; BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+                ))
                 .map_err(|e| state_error(&path, e))?;
                 loaded.fresh = true;
             }
-            SCHEMA_VERSION => {
+            1 | SCHEMA_VERSION => {
+                if version == 1 {
+                    super::schema_v1::migrate(&conn).map_err(|e| state_error(&path, e))?;
+                    tracing::info!(file = %path.display(), "migrated the state from schema 1 to 2");
+                }
                 read_rows(&conn, &mut loaded).map_err(|e| state_error(&path, e))?;
                 conn.execute_batch("PRAGMA journal_mode=WAL;")
                     .map_err(|e| state_error(&path, e))?;
@@ -435,10 +450,25 @@ impl Store {
             let mut del = tx
                 .prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")
                 .map_err(sql_err)?;
+            let mut put_twin = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO twins (device_id, module_id, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql_err)?;
+            let mut del_twin = tx
+                .prepare_cached("DELETE FROM twins WHERE device_id = ?1 AND module_id = ?2")
+                .map_err(sql_err)?;
             for ((kind, key), value) in batch {
-                match value {
-                    Some(v) => put.execute(params![kind.name(), key, v]),
-                    None => del.execute(params![kind.name(), key]),
+                match (kind, value) {
+                    (Kind::Twin, v) => {
+                        let (d, m) = key.split_once('/').unwrap_or((key.as_str(), ""));
+                        match v {
+                            Some(v) => put_twin.execute(params![d, m, v]),
+                            None => del_twin.execute(params![d, m]),
+                        }
+                    }
+                    (_, Some(v)) => put.execute(params![kind.name(), key, v]),
+                    (_, None) => del.execute(params![kind.name(), key]),
                 }
                 .map_err(sql_err)?;
             }
@@ -477,7 +507,7 @@ fn read_rows(conn: &Connection, loaded: &mut Loaded) -> rusqlite::Result<()> {
     })?;
     for row in rows {
         let (kind, key, value) = row?;
-        match Kind::parse(&kind) {
+        match Kind::parse(&kind).filter(|k| *k != Kind::Twin) {
             Some(k) => loaded.rows.entry(k).or_default().push((key, value)),
             // A later version's kind: refuse rather than drop it on the next write.
             None => {
@@ -486,6 +516,20 @@ fn read_rows(conn: &Connection, loaded: &mut Loaded) -> rusqlite::Result<()> {
                 )));
             }
         }
+    }
+    let mut stmt = conn.prepare("SELECT device_id, module_id, value FROM twins")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let twins = loaded.rows.entry(Kind::Twin).or_default();
+    for row in rows {
+        let (d, m, value) = row?;
+        let key = if m.is_empty() { d } else { format!("{d}/{m}") };
+        twins.push((key, value));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use super::Hub;
 use super::registry::Registry;
+use super::twin_store::TwinStore;
 use super::twins::twin_document;
 use crate::locks::lock;
 use crate::query::Collection;
@@ -24,16 +25,18 @@ impl Hub {
                 .map(Arc::new)
                 .collect();
         }
+        // Identity fields from the registry, the rest from the twins (in the lock order).
         let reg = lock(&self.registry);
+        let mut twins = lock(&self.twins);
         let mut docs = Vec::with_capacity(reg.devices.len());
-        for rec in reg.devices.values() {
+        for (id, rec) in &reg.devices {
             match from {
-                Collection::Devices => docs.extend(twin_document(rec, None)),
-                Collection::Modules => docs.extend(
-                    rec.modules
-                        .keys()
-                        .filter_map(|m| twin_document(rec, Some(m))),
-                ),
+                Collection::Devices => docs.extend(twin_document(&reg, &mut twins, id, None)),
+                Collection::Modules => {
+                    for m in rec.modules.keys() {
+                        docs.extend(twin_document(&reg, &mut twins, id, Some(m)));
+                    }
+                }
                 Collection::Jobs => {}
             }
         }
@@ -51,28 +54,29 @@ impl Hub {
         let Some(lookup) = plan(from, filter) else {
             return self.documents(from);
         };
-        let mut reg = lock(&self.registry);
+        let reg = lock(&self.registry);
+        let mut twins = lock(&self.twins);
         match from {
             Collection::Devices => {
-                let Some(ids) = device_ids(&mut reg, &lookup) else {
-                    drop(reg);
+                let Some(ids) = device_ids(&reg, &mut twins, &lookup) else {
+                    drop((twins, reg));
                     return self.documents(from);
                 };
                 ids.iter()
-                    .filter_map(|id| twin_document(reg.devices.get(id)?, None))
+                    .filter_map(|id| twin_document(&reg, &mut twins, id, None))
                     .collect()
             }
             Collection::Modules => {
-                let Some(keys) = module_keys(&mut reg, &lookup) else {
-                    drop(reg);
+                let Some(keys) = module_keys(&reg, &mut twins, &lookup) else {
+                    drop((twins, reg));
                     return self.documents(from);
                 };
                 keys.iter()
-                    .filter_map(|(d, m)| twin_document(reg.devices.get(d)?, Some(m)))
+                    .filter_map(|(d, m)| twin_document(&reg, &mut twins, d, Some(m)))
                     .collect()
             }
             Collection::Jobs => {
-                drop(reg);
+                drop((twins, reg));
                 self.documents(from)
             }
         }
@@ -97,7 +101,7 @@ fn unite<K: Ord>(sets: impl Iterator<Item = Option<BTreeSet<K>>>) -> Option<BTre
 }
 
 /// The ids of the device twins a lookup finds; `None` means all of them.
-fn device_ids(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<String>> {
+fn device_ids(reg: &Registry, twins: &mut TwinStore, lookup: &Lookup) -> Option<BTreeSet<String>> {
     match lookup {
         Lookup::DeviceIds(ids) => Some(
             ids.iter()
@@ -108,7 +112,7 @@ fn device_ids(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<String>> {
         // The planner only plans module ids for `devices.modules`.
         Lookup::ModuleIds(_) => None,
         Lookup::Tag { path, values } => {
-            let index = reg.tag_index();
+            let index = twins.tag_index();
             Some(
                 values
                     .iter()
@@ -119,18 +123,22 @@ fn device_ids(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<String>> {
             )
         }
         Lookup::And(terms) => {
-            let sets: Vec<_> = terms.iter().map(|t| device_ids(reg, t)).collect();
+            let sets: Vec<_> = terms.iter().map(|t| device_ids(reg, twins, t)).collect();
             intersect(sets.into_iter())
         }
         Lookup::Or(terms) => {
-            let sets: Vec<_> = terms.iter().map(|t| device_ids(reg, t)).collect();
+            let sets: Vec<_> = terms.iter().map(|t| device_ids(reg, twins, t)).collect();
             unite(sets.into_iter())
         }
     }
 }
 
 /// The (device id, module id) keys of the module twins a lookup finds; `None` means all.
-fn module_keys(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<(String, String)>> {
+fn module_keys(
+    reg: &Registry,
+    twins: &mut TwinStore,
+    lookup: &Lookup,
+) -> Option<BTreeSet<(String, String)>> {
     match lookup {
         Lookup::DeviceIds(ids) => Some(
             ids.iter()
@@ -151,7 +159,7 @@ fn module_keys(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<(String, 
                 .collect(),
         ),
         Lookup::Tag { path, values } => {
-            let index = reg.tag_index();
+            let index = twins.tag_index();
             Some(
                 values
                     .iter()
@@ -167,7 +175,7 @@ fn module_keys(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<(String, 
             let (by_module, others): (Vec<&Lookup>, Vec<&Lookup>) = terms
                 .iter()
                 .partition(|t| matches!(t, Lookup::ModuleIds(_)));
-            let sets: Vec<_> = others.iter().map(|t| module_keys(reg, t)).collect();
+            let sets: Vec<_> = others.iter().map(|t| module_keys(reg, twins, t)).collect();
             match intersect(sets.into_iter()) {
                 Some(found) => Some(
                     found
@@ -181,13 +189,16 @@ fn module_keys(reg: &mut Registry, lookup: &Lookup) -> Option<BTreeSet<(String, 
                         .collect(),
                 ),
                 None => {
-                    let sets: Vec<_> = by_module.iter().map(|t| module_keys(reg, t)).collect();
+                    let sets: Vec<_> = by_module
+                        .iter()
+                        .map(|t| module_keys(reg, twins, t))
+                        .collect();
                     intersect(sets.into_iter())
                 }
             }
         }
         Lookup::Or(terms) => {
-            let sets: Vec<_> = terms.iter().map(|t| module_keys(reg, t)).collect();
+            let sets: Vec<_> = terms.iter().map(|t| module_keys(reg, twins, t)).collect();
             unite(sets.into_iter())
         }
     }

@@ -6,6 +6,7 @@
 use super::durability::Persistence;
 use super::persistence::{Kind, Loaded};
 use super::registry::Registry;
+use super::twin_store::TwinStore;
 use super::{Hub, HubOptions, HubState};
 use crate::query::plan::plan;
 use crate::query::{Collection, parse_query, run};
@@ -13,7 +14,7 @@ use iot_common::registry::{Device, Module};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn hub_with(registry: Registry) -> Hub {
+pub(super) fn hub_with(registry: Registry, twins: TwinStore) -> Hub {
     let options = HubOptions {
         host_name: "localhost".into(),
         token_grace: Duration::ZERO,
@@ -26,6 +27,7 @@ fn hub_with(registry: Registry) -> Hub {
     };
     let state = HubState {
         registry,
+        twins,
         ..HubState::default()
     };
     Hub::new(options, state, Persistence::new(None))
@@ -38,7 +40,7 @@ fn tag(hub: &Hub, device: &str, module: Option<&str>, tags: Value, replace: bool
 
 /// Twelve devices with string, number, boolean and nested tags; every third with modules.
 fn fleet() -> Hub {
-    let hub = hub_with(Registry::default());
+    let hub = hub_with(Registry::default(), TwinStore::default());
     for i in 0..12 {
         let id = format!("dev-{i:02}");
         hub.put_device(&id, Device::new(&id, None), None)
@@ -261,8 +263,12 @@ fn a_restored_registry_is_indexed_like_the_original() {
     let mut rows = std::collections::BTreeMap::new();
     {
         let mut reg = crate::locks::lock(&hub.registry);
+        let mut twins = crate::locks::lock(&hub.twins);
         reg.track_changes();
-        for ((kind, key), value) in reg.take_changes() {
+        twins.track_changes();
+        let mut changes = reg.take_changes();
+        changes.extend(twins.take_changes());
+        for ((kind, key), value) in changes {
             if let Some(v) = value {
                 rows.entry(kind).or_insert_with(Vec::new).push((key, v));
             }
@@ -270,6 +276,8 @@ fn a_restored_registry_is_indexed_like_the_original() {
     }
     assert!(rows.contains_key(&Kind::Device));
     let mut loaded = Loaded { rows, fresh: false };
-    let restored = hub_with(Registry::from_rows(&mut loaded).unwrap());
+    let registry = Registry::from_rows(&mut loaded).unwrap();
+    let twins = TwinStore::from_rows(&mut loaded, |d, m| registry.has_identity(d, m)).unwrap();
+    let restored = hub_with(registry, twins);
     assert_eq!(compare(&restored), before);
 }

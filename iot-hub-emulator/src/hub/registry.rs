@@ -2,15 +2,11 @@
 //! policies. This is what `--state DIR` persists.
 
 use super::persistence::{Kind, Loaded, Write};
-use super::tag_index::{TagIndex, Tagged};
-use super::twin_state::TwinState;
 use base64::Engine as _;
 use iot_common::registry::{AuthenticationMechanism, Device, Module, SymmetricKey, X509Thumbprint};
 use iot_common::{Secret, Thumbprint};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
 
 /// Permissions of a shared access policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,35 +62,29 @@ pub(crate) fn default_policies() -> [(&'static str, Rights); 6] {
     ]
 }
 
-/// The service-side twin document, built on first use and dropped when the record changes,
-/// so that queries do not rebuild every twin on every page.
-pub(crate) type CachedDoc = OnceLock<Arc<Value>>;
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ModuleRecord {
     pub(crate) module: Module,
-    pub(crate) twin: TwinState,
-    #[serde(skip)]
-    pub(crate) doc: CachedDoc,
 }
 
+/// An identity record: the device and its modules. Their twins are in the twin store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct DeviceRecord {
     pub(crate) device: Device,
-    pub(crate) twin: TwinState,
     #[serde(default)]
     pub(crate) modules: BTreeMap<String, ModuleRecord>,
+    /// Changes with every change of the record (persisted or not), so that a twin document
+    /// cached with an older revision is known to show stale identity fields.
     #[serde(skip)]
-    pub(crate) doc: CachedDoc,
+    pub(crate) rev: u64,
 }
 
 impl DeviceRecord {
-    pub(crate) fn new(device: Device, twin: TwinState) -> Self {
+    pub(crate) fn new(device: Device) -> Self {
         Self {
             device,
-            twin,
             modules: BTreeMap::new(),
-            doc: CachedDoc::new(),
+            rev: 0,
         }
     }
 }
@@ -108,9 +98,12 @@ pub(crate) struct Registry {
     /// Changes not yet handed to the store (only tracked with `--state`).
     #[serde(skip)]
     changes: Changes,
-    /// Derived from `devices`; kept current through the same three mutators as `changes`.
+    /// The last revision given to a record (see [`DeviceRecord::rev`]).
     #[serde(skip)]
-    tag_index: TagIndex,
+    revs: u64,
+    /// The last batch that carried the registry's (and DPS's) rows to `--state`.
+    #[serde(skip)]
+    pub(crate) handover: super::durability::Handover,
 }
 
 /// What changed since the last hand-over to the store.
@@ -123,39 +116,31 @@ pub(crate) struct Changes {
 }
 
 impl Registry {
-    /// A device record for changing: its cached twin documents (device and modules) are
-    /// dropped first. Every mutation of a record goes through here.
+    /// A device record for changing: its revision moves on, which makes cached twin
+    /// documents stale. Every mutation of a record goes through here.
     pub(crate) fn record_mut(&mut self, id: &str) -> Option<&mut DeviceRecord> {
-        let records = self.devices.len();
-        let rec = self.devices.get_mut(id)?;
-        if self.changes.tracked {
+        if self.changes.tracked && self.devices.contains_key(id) {
             self.changes.devices.insert(id.to_owned());
         }
-        self.tag_index.touch(id, records);
-        rec.doc = CachedDoc::new();
-        for m in rec.modules.values_mut() {
-            m.doc = CachedDoc::new();
-        }
-        Some(rec)
+        self.record_mut_volatile(id)
     }
 
     /// Like [`Self::record_mut`] for fields that are not persisted (connection state, last
     /// activity): the change is not handed to the store.
     pub(crate) fn record_mut_volatile(&mut self, id: &str) -> Option<&mut DeviceRecord> {
         let rec = self.devices.get_mut(id)?;
-        rec.doc = CachedDoc::new();
-        for m in rec.modules.values_mut() {
-            m.doc = CachedDoc::new();
-        }
+        self.revs += 1;
+        rec.rev = self.revs;
         Some(rec)
     }
 
     /// Adds (or replaces) a device record.
-    pub(crate) fn insert_device(&mut self, id: &str, rec: DeviceRecord) {
+    pub(crate) fn insert_device(&mut self, id: &str, mut rec: DeviceRecord) {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
-        self.tag_index.touch(id, self.devices.len());
+        self.revs += 1;
+        rec.rev = self.revs;
         self.devices.insert(id.to_owned(), rec);
     }
 
@@ -164,14 +149,25 @@ impl Registry {
         if self.changes.tracked {
             self.changes.devices.insert(id.to_owned());
         }
-        self.tag_index.touch(id, self.devices.len());
         self.devices.remove(id)
     }
 
-    /// The tag index, brought up to date with the records first.
-    pub(crate) fn tag_index(&mut self) -> &TagIndex {
-        self.tag_index.refresh(&self.devices);
-        &self.tag_index
+    /// `true` when the device (and the module, if one is named) exists.
+    pub(crate) fn has_identity(&self, device_id: &str, module_id: Option<&str>) -> bool {
+        self.devices
+            .get(device_id)
+            .is_some_and(|r| module_id.is_none_or(|m| r.modules.contains_key(m)))
+    }
+
+    /// Every identity: each device, then its modules.
+    pub(crate) fn identities(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.devices.iter().flat_map(|(d, r)| {
+            std::iter::once((d.as_str(), None)).chain(
+                r.modules
+                    .keys()
+                    .map(move |m| (d.as_str(), Some(m.as_str()))),
+            )
+        })
     }
 
     /// The policies, for changing.
@@ -337,15 +333,5 @@ pub(crate) fn etag_matches(if_match: Option<&str>, current: &str) -> bool {
             let tag = tag.strip_prefix("W/").unwrap_or(tag);
             tag.trim_matches('"') == current
         }
-    }
-}
-
-impl Tagged for DeviceRecord {
-    fn tags(&self) -> &serde_json::Map<String, Value> {
-        &self.twin.tags
-    }
-
-    fn module_tags(&self) -> impl Iterator<Item = (&String, &serde_json::Map<String, Value>)> {
-        self.modules.iter().map(|(m, mr)| (m, &mr.twin.tags))
     }
 }

@@ -62,6 +62,9 @@ pub(crate) struct Sessions {
     pub(crate) live: Mutex<HashMap<String, Arc<SessionHandle>>>,
     pub(crate) persistent: Mutex<HashMap<String, u8>>,
     next_conn: AtomicU64,
+    /// The sequence number of the last save of persistent subscriptions: a save that finds
+    /// them unchanged waits for it (the same subscriptions may not be committed yet).
+    pub(crate) saved_seq: AtomicU64,
     /// Woken whenever a session connects or changes its subscriptions.
     pub(crate) changed: Notify,
 }
@@ -72,6 +75,7 @@ impl Sessions {
             live: Mutex::default(),
             persistent: Mutex::new(persistent),
             next_conn: AtomicU64::new(1),
+            saved_seq: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }

@@ -14,21 +14,27 @@ use tokio::sync::mpsc;
 
 impl Hub {
     /// Hands one persistent MQTT session's subscriptions to the store (`None`: forget it).
-    fn persist_session(&self, client_id: &str, subs: Option<u8>) {
-        self.persistence.enqueue([(
+    /// Call it under `sessions.persistent`'s lock. Returns the sequence number to wait for.
+    fn persist_session(&self, client_id: &str, subs: Option<u8>) -> u64 {
+        let seq = self.persistence.enqueue([(
             (Kind::Session, client_id.to_owned()),
             subs.map(|s| s.to_string().into_bytes()),
         )]);
+        self.sessions.saved_seq.fetch_max(seq, Ordering::AcqRel);
+        seq
     }
 
     /// Records the subscriptions of a `clean_session=false` client, to be restored when it
-    /// reconnects (also after a restart with `--state`).
-    pub(crate) fn save_subscriptions(&self, handle: &SessionHandle) {
+    /// reconnects (also after a restart with `--state`). Returns the sequence number of the
+    /// commit that holds them (0 without `--state`).
+    pub(crate) fn save_subscriptions(&self, handle: &SessionHandle) -> u64 {
         let subs = handle.subs.load(Ordering::Acquire);
         let client_id = handle.client_id();
         let mut persistent = lock(&self.sessions.persistent);
         if persistent.insert(client_id.clone(), subs) != Some(subs) {
-            self.persist_session(&client_id, Some(subs));
+            self.persist_session(&client_id, Some(subs))
+        } else {
+            self.sessions.saved_seq.load(Ordering::Acquire)
         }
     }
 

@@ -1,15 +1,15 @@
 //! The tag index: which device and module twins hold a given primitive value at a given tag
-//! path. It is derived from the registry and bounded by it (one entry per primitive tag leaf
+//! path. It is derived from the twin store and bounded by it (one entry per primitive tag leaf
 //! of each twin). Nothing is indexed until the first query that needs it; from then on every
-//! change of a record marks the device stale (in [`super::registry::Registry::record_mut`] and
-//! the record's insert and remove), and the next lookup re-indexes just the stale devices.
+//! change of a twin marks its device stale (in [`super::twin_store::TwinStore::state_mut`] and
+//! the twins' create and remove), and the next lookup re-indexes just the stale devices.
 
 use crate::query::plan::{IndexValue, index_value};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-/// A record with tags: a device's own, and each of its modules'. The registry's records
-/// implement it, so the index needs nothing else of the registry.
+/// A record with tags: a device's own, and each of its modules'. The twin store's entries
+/// implement it, so the index needs nothing else of the store.
 pub(crate) trait Tagged {
     fn tags(&self) -> &Map<String, Value>;
     fn module_tags(&self) -> impl Iterator<Item = (&String, &Map<String, Value>)>;
@@ -36,8 +36,8 @@ pub(crate) struct TagIndex {
 }
 
 impl TagIndex {
-    /// Notes that a device's record may have changed (or appeared, or gone); `records` is
-    /// the registry's size.
+    /// Notes that a device's twins may have changed (or appeared, or gone); `records` is
+    /// the number of devices.
     ///
     /// The stale set is bounded by the registry (at least [`MIN_STALE`]): churn through many
     /// distinct ids between lookups would otherwise grow it without end. Past the bound the
@@ -54,7 +54,7 @@ impl TagIndex {
         }
     }
 
-    /// Brings the index up to date with the registry's records.
+    /// Brings the index up to date with the twins.
     pub(crate) fn refresh<R: Tagged>(&mut self, records: &BTreeMap<String, R>) {
         if !self.built {
             *self = Self {

@@ -1,7 +1,8 @@
 //! Twin operations on the service side, and the notifications they trigger on the device side.
 
-use super::registry::{DeviceRecord, etag_matches};
+use super::registry::{DeviceRecord, Registry, etag_matches};
 use super::twin_state::{DesiredChange, TwinState};
+use super::twin_store::TwinStore;
 use super::{Hub, sub};
 use crate::clock::now_string;
 use crate::error::HubRefusal;
@@ -13,8 +14,13 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The service view of a device or module twin, as the JSON document that `GET /twins`
-/// returns and queries run over. Built directly as JSON: queries build one per twin per page.
-pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Value> {
+/// returns and queries run over: the identity's fields from its record, the twin's from
+/// `state`. Built directly as JSON: queries build one per twin per page.
+pub(crate) fn service_twin_value(
+    rec: &DeviceRecord,
+    module_id: Option<&str>,
+    state: &TwinState,
+) -> Option<Value> {
     let d = &rec.device;
     let mut doc = Map::new();
     let mut put = |k: &str, v: Value| {
@@ -43,7 +49,7 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
         "cloudToDeviceMessageCount",
         Value::from(d.cloud_to_device_message_count),
     );
-    let state = match module_id {
+    match module_id {
         None => {
             put("deviceEtag", text(&d.etag));
             put(
@@ -62,7 +68,6 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
                 "capabilities",
                 serde_json::json!({ "iotEdge": d.capabilities.iot_edge }),
             );
-            &rec.twin
         }
         Some(m) => {
             let mr = rec.modules.get(m)?;
@@ -73,9 +78,8 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
                 serde_json::to_value(mr.module.connection_state).unwrap_or(Value::Null),
             );
             put("lastActivityTime", time(&mr.module.last_activity_time));
-            &mr.twin
         }
-    };
+    }
     doc.insert(
         "modelId".to_owned(),
         Value::String(state.model_id.clone().unwrap_or_default()),
@@ -84,32 +88,28 @@ pub(crate) fn service_twin_value(rec: &DeviceRecord, module_id: Option<&str>) ->
     Some(Value::Object(doc))
 }
 
-/// The service view of a twin as a shared document, from the record's cache.
-pub(crate) fn twin_document(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Arc<Value>> {
-    let build = || Arc::new(service_twin_value(rec, module_id).unwrap_or(Value::Null));
-    match module_id {
-        None => Some(rec.doc.get_or_init(build).clone()),
-        Some(m) => Some(rec.modules.get(m)?.doc.get_or_init(build).clone()),
-    }
-}
-
-/// The service view of a twin, typed.
-pub(crate) fn service_twin(rec: &DeviceRecord, module_id: Option<&str>) -> Option<Twin> {
-    Twin::deserialize(twin_document(rec, module_id)?.as_ref()).ok()
-}
-
-fn twin_mut<'a>(
-    rec: &'a mut DeviceRecord,
+/// The service view of a twin as a shared document, from the twin's cache (rebuilt when the
+/// identity record changed since). The caller holds the registry's lock, then the twins'.
+pub(crate) fn twin_document(
+    reg: &Registry,
+    twins: &mut TwinStore,
     device_id: &str,
     module_id: Option<&str>,
-) -> Result<&'a mut TwinState, HubRefusal> {
+) -> Option<Arc<Value>> {
+    let rec = reg.devices.get(device_id)?;
+    twins
+        .entry(device_id, module_id)?
+        .document(rec.rev, |state| service_twin_value(rec, module_id, state))
+}
+
+fn typed(doc: &Value) -> Option<Twin> {
+    Twin::deserialize(doc).ok()
+}
+
+fn twin_missing(device_id: &str, module_id: Option<&str>) -> HubRefusal {
     match module_id {
-        None => Ok(&mut rec.twin),
-        Some(m) => rec
-            .modules
-            .get_mut(m)
-            .map(|mr| &mut mr.twin)
-            .ok_or_else(|| HubRefusal::module_not_found(device_id, m)),
+        None => HubRefusal::device_not_found(device_id),
+        Some(m) => HubRefusal::module_not_found(device_id, m),
     }
 }
 
@@ -117,22 +117,17 @@ impl Hub {
     /// Keeps the model id a device announced when it connected, as the hub shows it in the
     /// twin (`modelId`) from then on.
     pub(crate) fn set_model_id(&self, device_id: &str, module_id: Option<&str>, model_id: &str) {
-        let mut reg = lock(&self.registry);
-        let Some(rec) = reg.record_mut(device_id) else {
+        let mut twins = lock(&self.twins);
+        let unchanged = twins
+            .entry(device_id, module_id)
+            .is_none_or(|e| e.state.model_id.as_deref() == Some(model_id));
+        if unchanged {
             return;
-        };
-        let twin = match module_id {
-            None => &mut rec.twin,
-            Some(m) => match rec.modules.get_mut(m) {
-                Some(mr) => &mut mr.twin,
-                None => return,
-            },
-        };
-        if twin.model_id.as_deref() != Some(model_id) {
-            twin.model_id = Some(model_id.to_owned());
-            drop(reg);
-            self.mark_dirty();
         }
+        if let Some(state) = twins.state_mut(device_id, module_id) {
+            state.model_id = Some(model_id.to_owned());
+        }
+        self.persist_twins(&mut twins);
     }
 
     pub(crate) fn get_twin(
@@ -141,15 +136,19 @@ impl Hub {
         module_id: Option<&str>,
     ) -> Result<Twin, HubRefusal> {
         let reg = lock(&self.registry);
-        let rec = reg
-            .devices
-            .get(device_id)
-            .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
-        service_twin(rec, module_id)
-            .ok_or_else(|| HubRefusal::module_not_found(device_id, module_id.unwrap_or_default()))
+        if !reg.devices.contains_key(device_id) {
+            return Err(HubRefusal::device_not_found(device_id));
+        }
+        let mut twins = lock(&self.twins);
+        twin_document(&reg, &mut twins, device_id, module_id)
+            .and_then(|d| typed(&d))
+            .ok_or_else(|| twin_missing(device_id, module_id))
     }
 
     /// `PATCH` (merge) or `PUT` (replace) of tags and desired; notifies the device.
+    ///
+    /// The change is made under the twins' lock alone; the answer's identity fields are read
+    /// from the registry afterwards, around a copy of the twin as this change left it.
     pub(crate) fn update_twin(
         &self,
         device_id: &str,
@@ -159,15 +158,19 @@ impl Hub {
         replace: bool,
     ) -> Result<Twin, HubRefusal> {
         let now = now_string();
-        let (twin, notification) = {
-            let mut reg = lock(&self.registry);
-            let rec = reg
-                .record_mut(device_id)
-                .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
-            let state = twin_mut(rec, device_id, module_id)?;
-            if !etag_matches(if_match, &state.etag()) {
+        let (state, notification) = {
+            let mut twins = lock(&self.twins);
+            let current = twins
+                .entry(device_id, module_id)
+                .ok_or_else(|| twin_missing(device_id, module_id))?;
+            if !etag_matches(if_match, &current.state.etag()) {
                 return Err(HubRefusal::precondition_failed());
             }
+            // The update rules change nothing when they refuse (see `twin_state`); a refused
+            // update only rewrites the same row.
+            let state = twins
+                .state_mut(device_id, module_id)
+                .ok_or_else(|| twin_missing(device_id, module_id))?;
             let change = state.service_update(body, replace, &now)?;
             let notification = match change {
                 DesiredChange::None => None,
@@ -178,12 +181,18 @@ impl Hub {
                     Some((state.desired_version, state.desired_notification(None)))
                 }
             };
-            let twin = service_twin(rec, module_id).ok_or_else(|| {
-                HubRefusal::module_not_found(device_id, module_id.unwrap_or_default())
-            })?;
-            (twin, notification)
+            let next = state.clone();
+            self.persist_twins(&mut twins);
+            (next, notification)
         };
-        self.mark_dirty();
+        let twin = {
+            let reg = lock(&self.registry);
+            reg.devices
+                .get(device_id)
+                .and_then(|rec| service_twin_value(rec, module_id, &state))
+                .and_then(|d| typed(&d))
+                .ok_or_else(|| twin_missing(device_id, module_id))?
+        };
         if let Some((version, body)) = notification
             && let Some(session) = self.session(device_id, module_id)
         {
@@ -199,13 +208,13 @@ impl Hub {
 
     /// The device view of a twin (for `$iothub/twin/GET`).
     pub(crate) fn device_twin(&self, device_id: &str, module_id: Option<&str>) -> Option<Value> {
-        let mut reg = lock(&self.registry);
-        let rec = reg.devices.get_mut(device_id)?;
-        let state = twin_mut(rec, device_id, module_id).ok()?;
-        serde_json::to_value(state.device_view()).ok()
+        let mut twins = lock(&self.twins);
+        let e = twins.entry(device_id, module_id)?;
+        serde_json::to_value(e.state.device_view()).ok()
     }
 
-    /// A reported patch from a device; returns the new reported version.
+    /// A reported patch from a device; returns the new reported version and the sequence
+    /// number of its commit. Takes the twins' lock only.
     pub(crate) fn patch_reported(
         &self,
         device_id: &str,
@@ -213,13 +222,11 @@ impl Hub {
         patch: &Value,
     ) -> Result<(u64, u64), HubRefusal> {
         let now = now_string();
-        let version = {
-            let mut reg = lock(&self.registry);
-            let rec = reg
-                .record_mut(device_id)
-                .ok_or_else(|| HubRefusal::device_not_found(device_id))?;
-            twin_mut(rec, device_id, module_id)?.patch_reported(patch, &now)?
-        };
-        Ok((version, self.mark_dirty()))
+        let mut twins = lock(&self.twins);
+        let version = twins
+            .state_mut(device_id, module_id)
+            .ok_or_else(|| twin_missing(device_id, module_id))?
+            .patch_reported(patch, &now)?;
+        Ok((version, self.persist_twins(&mut twins)))
     }
 }

@@ -371,8 +371,8 @@ impl Connection {
                     codes.push(code);
                 }
                 if self.persistent {
-                    self.hub.save_subscriptions(&self.session);
-                    self.commit_seq = self.commit_seq.max(self.hub.durable_seq());
+                    let saved = self.hub.save_subscriptions(&self.session);
+                    self.commit_seq = self.commit_seq.max(saved);
                 }
                 self.write(Packet::SubAck(SubAck::new(s.pkid, codes)));
                 self.hub.sessions.changed.notify_waiters();
@@ -388,8 +388,8 @@ impl Connection {
                     }
                 }
                 if self.persistent {
-                    self.hub.save_subscriptions(&self.session);
-                    self.commit_seq = self.commit_seq.max(self.hub.durable_seq());
+                    let saved = self.hub.save_subscriptions(&self.session);
+                    self.commit_seq = self.commit_seq.max(saved);
                 }
                 self.write(Packet::UnsubAck(UnsubAck::new(u.pkid)));
                 Flow::Continue

@@ -199,10 +199,15 @@ async fn answer(
                     );
                 }
             };
-            match hub.dps.register(attestor, &request, hub.as_ref()) {
+            // The registration's own writes: DPS's rows and the device it created or updated.
+            let (registered, seq) = crate::hub::Receipt::sync(|| {
+                let r = hub.dps.register(attestor, &request, hub.as_ref());
+                hub.mark_dirty();
+                r
+            });
+            match registered {
                 Ok(op) => {
                     // "assigning" promises the device exists: it is committed first.
-                    let seq = hub.mark_dirty().max(hub.durable_seq());
                     if let Err(e) = hub.wait_durable(seq).await {
                         return refused(rid, DpsError::new(500, 500000, e.message));
                     }
