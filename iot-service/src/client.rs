@@ -244,7 +244,11 @@ impl ServiceClient {
         let started = tokio::time::Instant::now();
         let mut attempt = 0u32;
         loop {
-            let request_id = uuid::Uuid::new_v4().to_string();
+            // From the thread's generator: `Uuid::new_v4` asks the kernel for randomness, one
+            // system call per request.
+            let request_id = uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string();
             let mut rb = self
                 .inner
                 .http
@@ -262,9 +266,9 @@ impl ServiceClient {
                     .body(body.clone());
             }
             let (error, retry_after) = match rb.send().await {
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
+                    let headers = std::mem::take(resp.headers_mut());
                     let body = read_capped(resp, self.inner.options.max_response_bytes)
                         .await
                         .map_err(|e| e.with_request_id(&request_id))?;
@@ -336,7 +340,28 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<bytes::B
     {
         return Err(too_large());
     }
-    let mut body = bytes::BytesMut::new();
+    let cut_off = |e: reqwest::Error| {
+        Error::new(ErrorKind::Connection, "the answer was cut off").with_source(e)
+    };
+    // Most answers arrive in one chunk: keep it as it is instead of copying it.
+    let first = match resp.chunk().await {
+        Ok(Some(chunk)) if chunk.len() > max => return Err(too_large()),
+        Ok(Some(chunk)) => chunk,
+        Ok(None) => return Ok(bytes::Bytes::new()),
+        Err(e) => return Err(cut_off(e)),
+    };
+    let mut body = match resp.chunk().await {
+        Ok(None) => return Ok(first),
+        Ok(Some(next)) => {
+            let mut body = bytes::BytesMut::from(first);
+            if body.len() + next.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&next);
+            body
+        }
+        Err(e) => return Err(cut_off(e)),
+    };
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
@@ -346,11 +371,7 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<bytes::B
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body.freeze()),
-            Err(e) => {
-                return Err(
-                    Error::new(ErrorKind::Connection, "the answer was cut off").with_source(e)
-                );
-            }
+            Err(e) => return Err(cut_off(e)),
         }
     }
 }
