@@ -1,15 +1,15 @@
 //! One AMQP connection: its sessions, and which links each session may open.
 
 use super::sasl::CbsSasl;
-use super::{c2d, cbs};
+use super::{c2d, cbs, events, management};
 use crate::hub::Hub;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
-    SupportedReceiverSettleModes,
+    SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
 use fe2o3_amqp::link::Sender;
 use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition};
-use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role};
+use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp::types::performatives::Attach;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub(super) struct ConnState {
     /// The link the client receives CBS answers on (source `$cbs`), once attached.
     pub(super) cbs_reply: Mutex<Option<Sender>>,
     pub(super) cbs_reply_attached: Notify,
+    /// The link the client receives `$management` answers on.
+    pub(super) management_reply: management::ReplyLink,
 }
 
 /// Serves one connection until the client closes it or the stream fails. `header` is the
@@ -77,6 +79,7 @@ where
         authorized: AtomicBool::new(false),
         cbs_reply: Mutex::new(None),
         cbs_reply_attached: Notify::new(),
+        management_reply: management::ReplyLink::default(),
     });
     // Dropping the set (the connection ended, or shutdown) aborts the sessions' tasks.
     let mut sessions = JoinSet::new();
@@ -107,12 +110,28 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build();
+    // Event Hub links and `$management` answers send pre-settled: their clients never settle.
+    let settled = LinkAcceptor::builder()
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_sender_settle_modes(SupportedSenderSettleModes::Settled)
+        .fallback_sender_settle_mode(SenderSettleMode::Settled)
+        .build();
     let mut links = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
         let role = attach.role.clone();
         let address = match role {
             Role::Sender => target_address(&attach),
             Role::Receiver => source_address(&attach),
+        };
+        let node = node_path(address.as_deref().unwrap_or("")).to_owned();
+        let partition = match role {
+            Role::Receiver => events::partition_request(&state, &node, &attach),
+            Role::Sender => None,
+        };
+        let acceptor = if partition.is_some() || (role == Role::Receiver && node == "$management") {
+            &settled
+        } else {
+            &acceptor
         };
         let link = match acceptor.accept_incoming_attach(attach, &mut session).await {
             Ok(l) => l,
@@ -121,8 +140,8 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 continue;
             }
         };
-        let node = node_path(address.as_deref().unwrap_or(""));
-        match (link, node) {
+        let authorized = state.authorized.load(Ordering::Acquire);
+        match (link, node.as_str()) {
             (LinkEndpoint::Receiver(r), "$cbs") => {
                 links.spawn(cbs::serve_requests(state.clone(), r));
             }
@@ -130,13 +149,24 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 *state.cbs_reply.lock().await = Some(s);
                 state.cbs_reply_attached.notify_waiters();
             }
-            (LinkEndpoint::Receiver(r), "/messages/devicebound")
-                if state.authorized.load(Ordering::Acquire) =>
-            {
+            (LinkEndpoint::Receiver(r), "/messages/devicebound") if authorized => {
                 links.spawn(c2d::serve_sends(state.clone(), r));
             }
+            (LinkEndpoint::Receiver(r), "$management") => {
+                links.spawn(management::serve_requests(state.clone(), r));
+            }
+            (LinkEndpoint::Sender(s), "$management") => state.management_reply.set(s).await,
+            (LinkEndpoint::Sender(s), _) if authorized && partition.is_some() => match partition {
+                Some(Ok(request)) => {
+                    links.spawn(events::serve_partition(state.clone(), s, request));
+                }
+                Some(Err(e)) => {
+                    let _ = s.close_with_error(e).await;
+                }
+                None => {}
+            },
             (link, node) => {
-                let e = if state.authorized.load(Ordering::Acquire) {
+                let e = if authorized {
                     not_found(node)
                 } else {
                     unauthorized()

@@ -259,7 +259,12 @@ impl Hub {
         token
             .check_expiry(unix_now())
             .map_err(|_| HubRefusal::unauthorized())?;
-        if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), &token.resource()) {
+        // Event Hubs clients scope their token to `sb://{host}/{entity}`.
+        let resource = token.resource();
+        let resource = resource
+            .split_once("://")
+            .map_or(resource.as_str(), |(_, r)| r);
+        if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), resource) {
             return Err(HubRefusal::unauthorized());
         }
         let policy = token.key_name().ok_or_else(HubRefusal::unauthorized)?;
