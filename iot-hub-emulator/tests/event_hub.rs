@@ -61,7 +61,7 @@ impl Client {
             .unwrap();
         let mut session = Session::begin(&mut conn).await.unwrap();
         let audience = format!("sb://localhost/{}", emu.event_hub_name());
-        let token = SasToken::for_service(
+        let token = SasToken::for_event_hub(
             &audience,
             "iothubowner",
             &Secret::new(dev_keys::DEV_POLICY_PRIMARY_KEY),

@@ -8,10 +8,11 @@ use fe2o3_amqp::acceptor::{
     SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
 use fe2o3_amqp::link::Sender;
-use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition};
+use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition, Fields};
 use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp::types::performatives::Attach;
+use fe2o3_amqp::types::primitives::{Symbol, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -56,6 +57,7 @@ where
             .max_frame_size(65536)
             .channel_max(CHANNEL_MAX)
             .idle_time_out(IDLE_TIMEOUT_MS)
+            .properties(open_properties())
             .sasl_acceptor(CbsSasl)
             .build()
             .accept(stream)
@@ -66,6 +68,7 @@ where
             .max_frame_size(65536)
             .channel_max(CHANNEL_MAX)
             .idle_time_out(IDLE_TIMEOUT_MS)
+            .properties(open_properties())
             .build()
             .accept(stream)
             .await
@@ -182,6 +185,19 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
     // The session ended: its links' tasks end with it.
     drop(links);
     let _ = session.end().await;
+}
+
+/// The open frame's `properties`. Besides naming the server, a non-null last field makes the
+/// frame carry all ten fields: azure-eventhub's pyamqp reads `properties` by index and fails
+/// ("list index out of range") on an open whose trailing null fields were left out, which
+/// AMQP allows and fe2o3-amqp does.
+fn open_properties() -> Fields {
+    let mut p = Fields::new();
+    p.insert(
+        Symbol::from("product"),
+        Value::String("iot-hub-emulator".into()),
+    );
+    p
 }
 
 fn unauthorized() -> definitions::Error {

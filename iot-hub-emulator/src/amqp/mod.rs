@@ -9,6 +9,7 @@ mod c2d;
 mod cbs;
 mod connection;
 mod events;
+mod full_frames;
 mod management;
 mod prefixed;
 mod sasl;
@@ -59,7 +60,7 @@ pub(crate) async fn accept_loop(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "amqp handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "amqp handshake timed out"),
             };
-            let stream = prefixed::Prefixed::new(header, stream);
+            let stream = full_frames::FullFrames::new(prefixed::Prefixed::new(header, stream));
             tokio::select! {
                 _ = connection::serve(hub, stream, header) => {}
                 _ = shutdown.changed() => {}

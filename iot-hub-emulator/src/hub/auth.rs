@@ -81,9 +81,17 @@ impl ConnectRefusal {
 }
 
 fn verify_any(hub: &Hub, token: &SasToken, keys: &[Secret]) -> bool {
+    // A token for an `sb://` resource is an Event Hubs one, signed as Service Bus signs.
+    let event_hub = token.resource().starts_with("sb://");
     keys.iter()
         .filter(|k| !(hub.options.refuse_well_known && crate::dev_keys::is_well_known(k.expose())))
-        .any(|k| token.verify(k).is_ok())
+        .any(|k| {
+            if event_hub {
+                token.verify_event_hub(k).is_ok()
+            } else {
+                token.verify(k).is_ok()
+            }
+        })
 }
 
 /// `true` when the token's `sr` covers `target`, trying a second decode for ids that C#
