@@ -41,11 +41,13 @@ pub(super) struct ConnState {
     pub(super) cbs_reply_attached: Notify,
     /// The link the client receives `$management` answers on.
     pub(super) management_reply: management::ReplyLink,
+    /// The listener's port, named in redirects to the Event Hub-compatible endpoint.
+    pub(super) amqp_port: u16,
 }
 
 /// Serves one connection until the client closes it or the stream fails. `header` is the
 /// protocol header already read from `stream` (it is replayed by the caller's stream).
-pub(super) async fn serve<S>(hub: Arc<Hub>, stream: S, header: [u8; 8])
+pub(super) async fn serve<S>(hub: Arc<Hub>, stream: S, header: [u8; 8], amqp_port: u16)
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
@@ -83,6 +85,7 @@ where
         cbs_reply: Mutex::new(None),
         cbs_reply_attached: Notify::new(),
         management_reply: management::ReplyLink::default(),
+        amqp_port,
     });
     // Dropping the set (the connection ended, or shutdown) aborts the sessions' tasks.
     let mut sessions = JoinSet::new();
@@ -159,6 +162,9 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 links.spawn(management::serve_requests(state.clone(), r));
             }
             (LinkEndpoint::Sender(s), "$management") => state.management_reply.set(s).await,
+            (LinkEndpoint::Sender(s), node) if authorized && events::is_hub_events(node) => {
+                let _ = s.close_with_error(events::redirect(&state, node)).await;
+            }
             (LinkEndpoint::Sender(s), _) if authorized && partition.is_some() => match partition {
                 Some(Ok(request)) => {
                     links.spawn(events::serve_partition(state.clone(), s, request));

@@ -102,6 +102,38 @@ fn check(
     })
 }
 
+/// `true` for the hub's own events address, `/messages/events[/…]`, which IoT Hub answers
+/// with a redirect to its Event Hub-compatible endpoint.
+pub(super) fn is_hub_events(node: &str) -> bool {
+    let lower = node.to_ascii_lowercase();
+    lower == "/messages/events" || lower.starts_with("/messages/events/")
+}
+
+/// The `amqp:link:redirect` IoT Hub detaches `/messages/events[/rest]` with: its info names
+/// the endpoint's `hostname`, `network-host`, `port` and `address`
+/// (`amqps://{host}:{port}/{entity}/[rest]`), whose last segment readers take as the entity.
+pub(super) fn redirect(state: &ConnState, node: &str) -> definitions::Error {
+    let hub = &state.hub;
+    let host = hub.host_name().to_owned();
+    let rest = node.get("/messages/events".len()..).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let address = format!(
+        "amqps://{host}:{}/{}{rest}",
+        state.amqp_port,
+        hub.event_hub_name()
+    );
+    let mut info = fe2o3_amqp::types::definitions::Fields::new();
+    info.insert(Symbol::from("hostname"), Value::String(host.clone()));
+    info.insert(Symbol::from("network-host"), Value::String(host));
+    info.insert(Symbol::from("port"), Value::Int(i32::from(state.amqp_port)));
+    info.insert(Symbol::from("address"), Value::String(address));
+    definitions::Error::new(
+        ErrorCondition::LinkError(LinkError::Redirect),
+        Some("Read telemetry from the Event Hub-compatible endpoint.".to_owned()),
+        Some(info),
+    )
+}
+
 /// `/{entity}/ConsumerGroups/{group}/Partitions/{n}` (the path words in any case).
 fn parse_address(node: &str) -> Option<(&str, &str, &str)> {
     let mut parts = node.trim_start_matches('/').split('/');

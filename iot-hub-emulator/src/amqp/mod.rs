@@ -32,6 +32,8 @@ pub(crate) async fn accept_loop(
     tls: TlsAcceptor,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The port the Event Hub-compatible endpoint's redirects name.
+    let port = listener.local_addr().map_or(5671, |a| a.port());
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -62,7 +64,7 @@ pub(crate) async fn accept_loop(
             };
             let stream = full_frames::FullFrames::new(prefixed::Prefixed::new(header, stream));
             tokio::select! {
-                _ = connection::serve(hub, stream, header) => {}
+                _ = connection::serve(hub, stream, header, port) => {}
                 _ = shutdown.changed() => {}
             }
         });
