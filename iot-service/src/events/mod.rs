@@ -102,6 +102,17 @@ impl EventReaderOptions {
         Ok(self)
     }
 
+    /// Trusts the CA in a PEM file.
+    ///
+    /// # Errors
+    /// The file cannot be read ([`ErrorKind::Configuration`]) or holds no valid certificate.
+    pub fn trust_ca_file(self, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let pem = std::fs::read_to_string(path.as_ref()).map_err(|e| {
+            Error::new(ErrorKind::Configuration, "cannot read the CA file").with_source(e)
+        })?;
+        self.trust_ca_pem(&pem)
+    }
+
     /// The consumer group to read as (default `$Default`).
     pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
         self.consumer_group = group.into();
