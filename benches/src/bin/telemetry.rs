@@ -66,8 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let body = "x".repeat(args.body);
     let start = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
-    for d in devices.iter().cloned() {
-        let (n, body) = (args.messages, body.clone());
+    for d in &devices {
+        let (d, n, body) = (d.clone(), args.messages, body.clone());
         senders.spawn(async move {
             for i in 0..n {
                 d.send_telemetry(Message::new(body.clone()).property("i", i.to_string()))
