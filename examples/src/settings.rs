@@ -5,6 +5,7 @@
 //! | `IOTHUB_CONNECTION_STRING` | service connection string | emulator `iothubowner` on `localhost:8443` |
 //! | `IOTHUB_DEVICE_CONNECTION_STRING` | device connection string | emulator `myDevice` on `localhost:8883` |
 //! | `IOTHUB_DEVICE_ID` | the device the service app targets | the device string's `DeviceId`, else `myDevice` |
+//! | `IOTHUB_EVENTHUB_CONNECTION_STRING` | the hub's Event Hub-compatible endpoint (read telemetry) | the service connection string (the hub redirects) |
 //! | `IOTHUB_CA_CERT` | extra CA to trust (PEM file) | the emulator's `$HOME/.iot-hub-emulator/certs/ca.pem` if present |
 //! | `IOTHUB_DPS_ID_SCOPE` | DPS ID scope | the emulator's development scope |
 //! | `IOTHUB_DPS_ENDPOINT` | DPS device endpoint, `host[:port]` | the emulator on `localhost:8883` |
@@ -40,6 +41,24 @@ pub fn service_connection_string() -> String {
             dev_keys::DEV_POLICY_PRIMARY_KEY
         )
     })
+}
+
+/// Where telemetry is read: `IOTHUB_EVENTHUB_CONNECTION_STRING`, else the service
+/// connection string (the hub redirects readers to its Event Hub-compatible endpoint).
+pub fn event_hub_connection_string() -> String {
+    var("IOTHUB_EVENTHUB_CONNECTION_STRING").unwrap_or_else(service_connection_string)
+}
+
+/// The telemetry reader's options trusting [`ca_cert`].
+///
+/// # Errors
+/// The CA file cannot be read or holds no certificate.
+pub fn event_reader_options() -> iot_service::Result<iot_service::events::EventReaderOptions> {
+    let o = iot_service::events::EventReaderOptions::new();
+    match ca_cert() {
+        Some(p) => o.trust_ca_file(p),
+        None => Ok(o),
+    }
 }
 
 /// `IOTHUB_DPS_ID_SCOPE`, or the emulator's development scope.

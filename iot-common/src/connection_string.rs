@@ -39,9 +39,20 @@ const KEY_NAME: &str = "SharedAccessKeyName";
 const SIGNATURE: &str = "SharedAccessSignature";
 const GATEWAY: &str = "GatewayHostName";
 const X509: &str = "x509";
+const ENDPOINT: &str = "Endpoint";
+const ENTITY_PATH: &str = "EntityPath";
 
-const KNOWN: [&str; 8] = [
-    HOST_NAME, DEVICE_ID, MODULE_ID, KEY, KEY_NAME, SIGNATURE, GATEWAY, X509,
+const KNOWN: [&str; 10] = [
+    HOST_NAME,
+    DEVICE_ID,
+    MODULE_ID,
+    KEY,
+    KEY_NAME,
+    SIGNATURE,
+    GATEWAY,
+    X509,
+    ENDPOINT,
+    ENTITY_PATH,
 ];
 
 /// The recognised fields of a connection string; unknown keys are ignored (as the C# and Node
@@ -411,6 +422,135 @@ impl fmt::Debug for ServiceConnectionString {
         f.debug_struct("ServiceConnectionString")
             .field("host_name", &self.host_name)
             .field("key_name", &self.key_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An Event Hubs connection string, as the portal gives for an IoT hub's built-in
+/// Event Hub-compatible endpoint:
+/// `Endpoint=sb://{namespace host}[:port]/;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…`.
+///
+/// ```
+/// use iot_common::EventHubConnectionString;
+/// let cs: EventHubConnectionString =
+///     "Endpoint=sb://localhost:5672/;SharedAccessKeyName=service;SharedAccessKey=c2VjcmV0;EntityPath=myhub"
+///         .parse()?;
+/// assert_eq!((cs.host.as_str(), cs.port, cs.entity_path.as_str()), ("localhost", Some(5672), "myhub"));
+/// assert!(!format!("{cs:?}").contains("c2VjcmV0"));
+/// # Ok::<(), iot_common::ConnectionStringError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventHubConnectionString {
+    /// The namespace's host name, without scheme or port.
+    pub host: String,
+    /// A port given in `Endpoint` (the emulator's AMQP port); `None` means 5671.
+    pub port: Option<u16>,
+    /// The shared access policy name.
+    pub key_name: String,
+    /// The policy's key.
+    pub key: Secret,
+    /// The event hub's name (for an IoT hub's built-in endpoint, usually the hub name).
+    pub entity_path: String,
+}
+
+impl EventHubConnectionString {
+    /// Builds one from its parts.
+    pub fn new(
+        host: impl Into<String>,
+        port: Option<u16>,
+        key_name: impl Into<String>,
+        key: Secret,
+        entity_path: impl Into<String>,
+    ) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            key_name: key_name.into(),
+            key,
+            entity_path: entity_path.into(),
+        }
+    }
+
+    /// `sb://{host}/{entity}`: the audience of CBS tokens for the entity.
+    pub fn audience(&self) -> String {
+        format!("sb://{}/{}", self.host, self.entity_path)
+    }
+}
+
+impl FromStr for EventHubConnectionString {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut f = Fields::parse(s)?;
+        let endpoint = f.required(ENDPOINT)?;
+        let authority = endpoint
+            .split_once("://")
+            .map_or(endpoint.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(ConnectionStringError::Invalid {
+                field: ENDPOINT,
+                reason: "not sb://host[:port]/",
+            });
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| ConnectionStringError::Invalid {
+                            field: ENDPOINT,
+                            reason: "the port is not a number",
+                        })?,
+                ),
+            ),
+            None => (authority, None),
+        };
+        validate_host(ENDPOINT, host)?;
+        let key_name = f.required(KEY_NAME)?;
+        let key = f.required(KEY)?;
+        let entity_path = f.required(ENTITY_PATH)?;
+        if entity_path.contains(['/', ';']) {
+            return Err(ConnectionStringError::Invalid {
+                field: ENTITY_PATH,
+                reason: "not an event hub name",
+            });
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            key_name,
+            key: Secret::new(key),
+            entity_path,
+        })
+    }
+}
+
+/// Writes the connection string back, key included. Treat the output as a secret.
+impl fmt::Display for EventHubConnectionString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{ENDPOINT}=sb://{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write!(
+            f,
+            "/;{KEY_NAME}={};{KEY}={};{ENTITY_PATH}={}",
+            self.key_name,
+            self.key.expose(),
+            self.entity_path
+        )
+    }
+}
+
+impl fmt::Debug for EventHubConnectionString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventHubConnectionString")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("key_name", &self.key_name)
+            .field("entity_path", &self.entity_path)
             .finish_non_exhaustive()
     }
 }

@@ -28,7 +28,8 @@ mod twin_paths;
 
 pub use backoff::Backoff;
 pub use connection_string::{
-    ConnectionStringError, DeviceConnectionString, DeviceCredential, ServiceConnectionString,
+    ConnectionStringError, DeviceConnectionString, DeviceCredential, EventHubConnectionString,
+    ServiceConnectionString,
 };
 pub use job::{JobRequest, JobResponse, JobStatus, JobType};
 pub use method::{MethodInvocation, MethodInvocationResult, MethodRequest, MethodResponse};

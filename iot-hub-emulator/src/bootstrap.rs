@@ -7,6 +7,7 @@ use crate::clock::now_string;
 use crate::dev_keys;
 use crate::error::EmulatorError;
 use crate::http::{AppState, StreamHandler};
+use crate::hub::event_log::EventLog;
 use crate::hub::persistence::{DB_FILE, Kind, Store};
 use crate::hub::registry::{DeviceRecord, Policy, Registry, default_policies, generate_key};
 use crate::hub::twin_store::TwinStore;
@@ -33,7 +34,7 @@ pub(crate) struct HubConfig {
 pub(crate) fn start_hub(config: &HubConfig) -> Result<Arc<Hub>, EmulatorError> {
     let loopback = !config.options.refuse_well_known;
     let (persistence, mut state) = match &config.state_dir {
-        Some(d) => open_state(d)?,
+        Some(d) => open_state(d, &config.options)?,
         None => (Persistence::new(None), HubState::default()),
     };
     if let Err(e) = config.complete_registry(&mut state.registry, loopback) {
@@ -73,7 +74,7 @@ pub(crate) fn app_state(
 
 /// Opens `--state` (migrating a `registry.json` written by 0.1 on first use) and reads
 /// everything it keeps.
-fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
+fn open_state(dir: &Path, options: &HubOptions) -> Result<(Persistence, HubState), EmulatorError> {
     let legacy_file = dir.join("registry.json");
     let legacy = if !dir.join(DB_FILE).exists() && legacy_file.exists() {
         let bytes = std::fs::read(&legacy_file)?;
@@ -119,6 +120,11 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
                     loaded.take(Kind::EnrollmentGroup),
                     loaded.take(Kind::Registration),
                 )?;
+                let events = EventLog::new(
+                    options.event_retention_bytes,
+                    chrono::Utc::now().timestamp_millis(),
+                )
+                .restore(loaded.take(Kind::Event))?;
                 Ok(HubState {
                     registry,
                     twins,
@@ -126,6 +132,7 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
                     c2d,
                     jobs,
                     dps,
+                    events: Some(events),
                 })
             }),
     };

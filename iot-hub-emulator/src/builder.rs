@@ -48,6 +48,8 @@ pub struct EmulatorBuilder {
     dps_retry_after: u64,
     telemetry_capacity: usize,
     telemetry_max_bytes: usize,
+    event_retention_bytes: u64,
+    consumer_groups: Vec<String>,
     http_idle_timeout: Duration,
     console: bool,
     faults: FaultSettings,
@@ -80,6 +82,8 @@ impl Default for EmulatorBuilder {
             dps_retry_after: 1,
             telemetry_capacity: 10_000,
             telemetry_max_bytes: limits::TELEMETRY_MAX_BYTES,
+            event_retention_bytes: limits::EVENT_RETENTION_BYTES,
+            consumer_groups: Vec::new(),
             http_idle_timeout: limits::HTTP_IDLE_TIMEOUT,
             console: true,
             faults: FaultSettings::default(),
@@ -234,6 +238,31 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How many bytes of events each partition of the Event Hub-compatible endpoint keeps
+    /// (default 64 MiB): the oldest are dropped first and the partition's begin sequence
+    /// number advances; the newest event is always kept.
+    pub fn event_retention_bytes(mut self, bytes: u64) -> Self {
+        self.event_retention_bytes = bytes.max(1);
+        self
+    }
+
+    /// Declares a consumer group of the Event Hub-compatible endpoint besides `$Default`
+    /// (repeatable). Receivers of an undeclared group are refused with `amqp:not-found`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), iot_hub_emulator::EmulatorError> {
+    /// let emu = iot_hub_emulator::Emulator::builder()
+    ///     .consumer_group("dashboard")
+    ///     .start()
+    ///     .await?;
+    /// println!("{}", emu.event_hub_connection_string());
+    /// # Ok(()) }
+    /// ```
+    pub fn consumer_group(mut self, name: impl Into<String>) -> Self {
+        self.consumer_groups.push(name.into());
+        self
+    }
+
     /// How many telemetry messages are kept (oldest dropped first; default 10 000).
     pub fn telemetry_capacity(mut self, n: usize) -> Self {
         self.telemetry_capacity = n.max(1);
@@ -256,6 +285,8 @@ impl EmulatorBuilder {
                 token_grace: self.token_grace,
                 telemetry_capacity: self.telemetry_capacity,
                 telemetry_max_bytes: self.telemetry_max_bytes,
+                event_retention_bytes: self.event_retention_bytes,
+                consumer_groups: self.consumer_groups.clone(),
                 refuse_well_known: !loopback,
                 id_scope: self.id_scope.clone(),
                 dps_retry_after: self.dps_retry_after,

@@ -47,6 +47,18 @@ impl Endpoints {
         ))
     }
 
+    /// `Endpoint=sb://{host}[:port]/;…;EntityPath={hub name}`: what the portal calls the
+    /// Event Hub-compatible endpoint, served on the AMQP port with the hub's policy keys.
+    pub(crate) fn event_hub_connection_string(&self, hub: &Hub, policy: &str) -> Option<String> {
+        let key = lock(&hub.registry).policies.get(policy)?.primary.clone();
+        Some(format!(
+            "Endpoint=sb://{}/;SharedAccessKeyName={policy};SharedAccessKey={};EntityPath={}",
+            endpoint(self.dial_host(hub), self.amqp.port(), 5671),
+            key.expose(),
+            hub.event_hub_name()
+        ))
+    }
+
     pub(crate) fn identity_connection_string(
         &self,
         hub: &Hub,

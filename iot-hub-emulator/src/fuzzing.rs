@@ -31,6 +31,8 @@ impl Harness {
                 token_grace: Duration::ZERO,
                 telemetry_capacity: 100,
                 telemetry_max_bytes: 1024 * 1024,
+                event_retention_bytes: 1024 * 1024,
+                consumer_groups: Vec::new(),
                 refuse_well_known: false,
                 id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
                 dps_retry_after: 0,

@@ -34,6 +34,13 @@ pub(crate) const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duratio
 /// between requests, silent after the handshake, or stalled in a head) before it is closed.
 pub(crate) const HTTP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Default bytes of events each partition of the Event Hub-compatible endpoint keeps (bodies,
+/// properties and identity); the oldest are dropped first (`--event-retention-bytes`).
+pub(crate) const EVENT_RETENTION_BYTES: u64 = 64 * 1024 * 1024;
+/// Events an Event Hub receiver link takes from its partition at a time: what one link holds
+/// besides the partition itself while it waits for the client's credit.
+pub(crate) const EVENT_READ_BATCH: usize = 64;
+
 /// Default bound on the bytes the telemetry buffer keeps (bodies plus properties); the oldest
 /// messages are dropped first. `GET /emulator/telemetry` pages through it.
 pub(crate) const TELEMETRY_MAX_BYTES: usize = 64 * 1024 * 1024;

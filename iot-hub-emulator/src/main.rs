@@ -53,6 +53,13 @@ struct Args {
     /// Seconds a connection may outlive its SAS token.
     #[arg(long, default_value_t = 0)]
     token_grace_secs: u64,
+    /// A consumer group of the Event Hub-compatible endpoint besides `$Default`; repeatable.
+    #[arg(long = "consumer-group", value_name = "NAME")]
+    consumer_group: Vec<String>,
+    /// Bytes of telemetry events each of the 4 partitions of the Event Hub-compatible
+    /// endpoint keeps; the oldest are dropped first.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    event_retention_bytes: u64,
     /// Fault: drop every device connection every SECS seconds.
     #[arg(long, value_name = "SECS")]
     fault_drop_all_every: Option<u64>,
@@ -104,7 +111,11 @@ async fn main() -> std::process::ExitCode {
         .id_scope(args.id_scope)
         .cert_dir(args.cert_dir.unwrap_or_else(default_cert_dir))
         .token_grace(std::time::Duration::from_secs(args.token_grace_secs))
-        .console(!args.no_console);
+        .console(!args.no_console)
+        .event_retention_bytes(args.event_retention_bytes);
+    for g in args.consumer_group {
+        b = b.consumer_group(g);
+    }
     let mut faults = iot_hub_emulator::FaultSettings::default();
     faults.drop_all_every_secs = args.fault_drop_all_every;
     faults.refuse_connections_secs = args.fault_refuse_connections;
@@ -165,6 +176,10 @@ async fn main() -> std::process::ExitCode {
             .unwrap_or_default()
     );
     println!("export IOTHUB_DEVICE_ID=\"{}\"", dev_keys::DEV_DEVICE_ID);
+    println!(
+        "export IOTHUB_EVENTHUB_CONNECTION_STRING=\"{}\"",
+        emu.event_hub_connection_string()
+    );
     println!("export IOTHUB_DPS_ID_SCOPE=\"{}\"", emu.id_scope());
     println!(
         "export IOTHUB_DPS_ENDPOINT=\"{}\"",

@@ -88,6 +88,19 @@ impl RunningEmulator {
             .unwrap_or_default()
     }
 
+    /// The Event Hub-compatible connection string (`iothubowner`), for Event Hubs clients
+    /// such as `azure-eventhub` or `iot_service::events`: `Endpoint=sb://…/;…;EntityPath=…`.
+    pub fn event_hub_connection_string(&self) -> String {
+        self.endpoints
+            .event_hub_connection_string(&self.hub, "iothubowner")
+            .unwrap_or_default()
+    }
+
+    /// The Event Hub-compatible name (the `EntityPath`): the hub name.
+    pub fn event_hub_name(&self) -> &str {
+        self.hub.event_hub_name()
+    }
+
     /// The ID scope of the emulator's Device Provisioning Service.
     pub fn id_scope(&self) -> &str {
         self.hub.dps.id_scope()

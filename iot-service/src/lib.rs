@@ -6,6 +6,7 @@
 
 mod client;
 mod error;
+pub mod events;
 mod jobs;
 mod methods;
 mod options;
@@ -29,9 +30,9 @@ pub use iot_common::registry::{
 };
 pub use iot_common::twin::{Capabilities, ConnectionState, DeviceStatus};
 pub use iot_common::{
-    Backoff, ConnectionStringError, ErrorCode, JobResponse, JobStatus, JobType, MethodInvocation,
-    Secret, ServiceConnectionString, Thumbprint, Timestamp, TimestampError, Twin, TwinCollection,
-    TwinProperties,
+    Backoff, ConnectionStringError, ErrorCode, EventHubConnectionString, JobResponse, JobStatus,
+    JobType, MethodInvocation, Secret, ServiceConnectionString, Thumbprint, Timestamp,
+    TimestampError, Twin, TwinCollection, TwinProperties,
 };
 pub use jobs::JobSchedule;
 pub use methods::{DirectMethodRequest, DirectMethodResult};

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the tutorial flow with the official Python SDKs (azure-iot-device, azure-iot-hub, pinned
-# in requirements.txt) and, when Node is installed, the official Node SDKs (pinned in
+# Runs the tutorial flow with the official Python SDKs (azure-iot-device, azure-iot-hub,
+# azure-eventhub, pinned in requirements.txt) and, when Node is installed, the official Node SDKs (pinned in
 # node/package-lock.json) against the emulator, each paired with this workspace's clients too,
 # in a private network namespace so that the emulator can own 8883 (the SDKs' device clients
 # always dial it), 443 (the Node service SDK takes no port in HostName) and 5671 (AMQP: uamqp
@@ -103,6 +103,9 @@ checks=$((checks + 2))
 run "python X.509 IoTHubDeviceClient (selfSigned, CA) + ProvisioningDeviceClient X.509" timeout 180 "$venv/bin/python" "$here/x509_check.py"
 checks=$((checks + 1))
 run "python send_c2d_message (AMQP, CBS) + python device" timeout 120 "$venv/bin/python" "$here/c2d_check.py"
+checks=$((checks + 1))
+run "python EventHubConsumerClient reads telemetry of the python device and the rust device" \
+  timeout 240 "$venv/bin/python" "$here/eventhub_check.py"
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
 # The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.

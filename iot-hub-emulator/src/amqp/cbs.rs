@@ -47,10 +47,6 @@ fn put_token(state: &ConnState, msg: &Message<Body<Value>>) -> (i32, String) {
     if app("operation") != Some("put-token") {
         return (400, "Only the put-token operation is supported.".to_owned());
     }
-    let host = state.hub.host_name();
-    if !app("name").is_some_and(|n| audience_host(n).eq_ignore_ascii_case(host)) {
-        return (401, format!("The token's audience is not {host}."));
-    }
     let token = match &msg.body {
         Body::Value(v) => match &v.0 {
             Value::String(s) => s.as_str(),
@@ -58,13 +54,31 @@ fn put_token(state: &ConnState, msg: &Message<Body<Value>>) -> (i32, String) {
         },
         _ => return (400, "The token must be an AMQP value.".to_owned()),
     };
-    match state.hub.authorize(Some(token), Rights::SERVICE_CONNECT) {
+    match check_token(state, Some(app("name").unwrap_or_default()), token) {
         Ok(()) => {
             state.authorized.store(true, Ordering::Release);
             (200, "OK".to_owned())
         }
-        Err(e) => (401, e.message),
+        Err(e) => (401, e),
     }
+}
+
+/// Checks a service token: for this hub (the audience `name`, when given, names its host:
+/// `{host}` or `https://{host}` for the hub, `sb://{host}/{entity}` for the Event
+/// Hub-compatible endpoint) and signed by a policy with `ServiceConnect`.
+pub(super) fn check_token(
+    state: &ConnState,
+    name: Option<&str>,
+    token: &str,
+) -> Result<(), String> {
+    let host = state.hub.host_name();
+    if name.is_some_and(|n| !iot_common::sas::scope_covers(host, audience_host(n))) {
+        return Err(format!("The token's audience is not {host}."));
+    }
+    state
+        .hub
+        .authorize(Some(token), Rights::SERVICE_CONNECT)
+        .map_err(|e| e.message)
 }
 
 /// `https://h/x`, `amqps://h`, `sb://h/` and `h` all name host `h`.

@@ -1,17 +1,18 @@
 //! One AMQP connection: its sessions, and which links each session may open.
 
 use super::sasl::CbsSasl;
-use super::{c2d, cbs};
+use super::{c2d, cbs, events, management};
 use crate::hub::Hub;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
-    SupportedReceiverSettleModes,
+    SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
 use fe2o3_amqp::link::Sender;
-use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition};
-use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role};
+use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition, Fields};
+use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp::types::messaging::{Source, Target, TargetArchetype};
 use fe2o3_amqp::types::performatives::Attach;
+use fe2o3_amqp::types::primitives::{Symbol, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,11 +39,15 @@ pub(super) struct ConnState {
     /// The link the client receives CBS answers on (source `$cbs`), once attached.
     pub(super) cbs_reply: Mutex<Option<Sender>>,
     pub(super) cbs_reply_attached: Notify,
+    /// The link the client receives `$management` answers on.
+    pub(super) management_reply: management::ReplyLink,
+    /// The listener's port, named in redirects to the Event Hub-compatible endpoint.
+    pub(super) amqp_port: u16,
 }
 
 /// Serves one connection until the client closes it or the stream fails. `header` is the
 /// protocol header already read from `stream` (it is replayed by the caller's stream).
-pub(super) async fn serve<S>(hub: Arc<Hub>, stream: S, header: [u8; 8])
+pub(super) async fn serve<S>(hub: Arc<Hub>, stream: S, header: [u8; 8], amqp_port: u16)
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
@@ -54,6 +59,7 @@ where
             .max_frame_size(65536)
             .channel_max(CHANNEL_MAX)
             .idle_time_out(IDLE_TIMEOUT_MS)
+            .properties(open_properties())
             .sasl_acceptor(CbsSasl)
             .build()
             .accept(stream)
@@ -64,6 +70,7 @@ where
             .max_frame_size(65536)
             .channel_max(CHANNEL_MAX)
             .idle_time_out(IDLE_TIMEOUT_MS)
+            .properties(open_properties())
             .build()
             .accept(stream)
             .await
@@ -77,6 +84,8 @@ where
         authorized: AtomicBool::new(false),
         cbs_reply: Mutex::new(None),
         cbs_reply_attached: Notify::new(),
+        management_reply: management::ReplyLink::default(),
+        amqp_port,
     });
     // Dropping the set (the connection ended, or shutdown) aborts the sessions' tasks.
     let mut sessions = JoinSet::new();
@@ -107,12 +116,28 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build();
+    // Event Hub links and `$management` answers send pre-settled: their clients never settle.
+    let settled = LinkAcceptor::builder()
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_sender_settle_modes(SupportedSenderSettleModes::Settled)
+        .fallback_sender_settle_mode(SenderSettleMode::Settled)
+        .build();
     let mut links = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
         let role = attach.role.clone();
         let address = match role {
             Role::Sender => target_address(&attach),
             Role::Receiver => source_address(&attach),
+        };
+        let node = node_path(address.as_deref().unwrap_or("")).to_owned();
+        let partition = match role {
+            Role::Receiver => events::partition_request(&state, &node, &attach),
+            Role::Sender => None,
+        };
+        let acceptor = if partition.is_some() || (role == Role::Receiver && node == "$management") {
+            &settled
+        } else {
+            &acceptor
         };
         let link = match acceptor.accept_incoming_attach(attach, &mut session).await {
             Ok(l) => l,
@@ -121,8 +146,8 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 continue;
             }
         };
-        let node = node_path(address.as_deref().unwrap_or(""));
-        match (link, node) {
+        let authorized = state.authorized.load(Ordering::Acquire);
+        match (link, node.as_str()) {
             (LinkEndpoint::Receiver(r), "$cbs") => {
                 links.spawn(cbs::serve_requests(state.clone(), r));
             }
@@ -130,13 +155,27 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 *state.cbs_reply.lock().await = Some(s);
                 state.cbs_reply_attached.notify_waiters();
             }
-            (LinkEndpoint::Receiver(r), "/messages/devicebound")
-                if state.authorized.load(Ordering::Acquire) =>
-            {
+            (LinkEndpoint::Receiver(r), "/messages/devicebound") if authorized => {
                 links.spawn(c2d::serve_sends(state.clone(), r));
             }
+            (LinkEndpoint::Receiver(r), "$management") => {
+                links.spawn(management::serve_requests(state.clone(), r));
+            }
+            (LinkEndpoint::Sender(s), "$management") => state.management_reply.set(s).await,
+            (LinkEndpoint::Sender(s), node) if authorized && events::is_hub_events(node) => {
+                let _ = s.close_with_error(events::redirect(&state, node)).await;
+            }
+            (LinkEndpoint::Sender(s), _) if authorized && partition.is_some() => match partition {
+                Some(Ok(request)) => {
+                    links.spawn(events::serve_partition(state.clone(), s, request));
+                }
+                Some(Err(e)) => {
+                    let _ = s.close_with_error(e).await;
+                }
+                None => {}
+            },
             (link, node) => {
-                let e = if state.authorized.load(Ordering::Acquire) {
+                let e = if authorized {
                     not_found(node)
                 } else {
                     unauthorized()
@@ -152,6 +191,19 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
     // The session ended: its links' tasks end with it.
     drop(links);
     let _ = session.end().await;
+}
+
+/// The open frame's `properties`. Besides naming the server, a non-null last field makes the
+/// frame carry all ten fields: azure-eventhub's pyamqp reads `properties` by index and fails
+/// ("list index out of range") on an open whose trailing null fields were left out, which
+/// AMQP allows and fe2o3-amqp does.
+fn open_properties() -> Fields {
+    let mut p = Fields::new();
+    p.insert(
+        Symbol::from("product"),
+        Value::String("iot-hub-emulator".into()),
+    );
+    p
 }
 
 fn unauthorized() -> definitions::Error {

@@ -1,5 +1,6 @@
 //! The AMQP service plane (port 5671): TLS, then SASL (`MSSBCBS`, `ANONYMOUS`, `PLAIN`) or no
-//! SASL at all, CBS put-token on `$cbs`, and cloud-to-device sends on `/messages/devicebound`.
+//! SASL at all, CBS put-token on `$cbs`, cloud-to-device sends on `/messages/devicebound`, and
+//! the Event Hub-compatible endpoint (partition receivers in `events.rs`, `$management`).
 //!
 //! fe2o3-amqp's acceptor does the AMQP framing; TLS is terminated here because its own TLS
 //! acceptor expects the AMQP TLS protocol header, which Azure clients never send.
@@ -7,6 +8,9 @@
 mod c2d;
 mod cbs;
 mod connection;
+mod events;
+mod full_frames;
+mod management;
 mod prefixed;
 mod sasl;
 
@@ -28,6 +32,8 @@ pub(crate) async fn accept_loop(
     tls: TlsAcceptor,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The port the Event Hub-compatible endpoint's redirects name.
+    let port = listener.local_addr().map_or(5671, |a| a.port());
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -56,9 +62,9 @@ pub(crate) async fn accept_loop(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "amqp handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "amqp handshake timed out"),
             };
-            let stream = prefixed::Prefixed::new(header, stream);
+            let stream = full_frames::FullFrames::new(prefixed::Prefixed::new(header, stream));
             tokio::select! {
-                _ = connection::serve(hub, stream, header) => {}
+                _ = connection::serve(hub, stream, header, port) => {}
                 _ = shutdown.changed() => {}
             }
         });

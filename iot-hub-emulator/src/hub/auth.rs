@@ -81,9 +81,17 @@ impl ConnectRefusal {
 }
 
 fn verify_any(hub: &Hub, token: &SasToken, keys: &[Secret]) -> bool {
+    // A token for an `sb://` resource is an Event Hubs one, signed as Service Bus signs.
+    let event_hub = token.resource().starts_with("sb://");
     keys.iter()
         .filter(|k| !(hub.options.refuse_well_known && crate::dev_keys::is_well_known(k.expose())))
-        .any(|k| token.verify(k).is_ok())
+        .any(|k| {
+            if event_hub {
+                token.verify_event_hub(k).is_ok()
+            } else {
+                token.verify(k).is_ok()
+            }
+        })
 }
 
 /// `true` when the token's `sr` covers `target`, trying a second decode for ids that C#
@@ -259,7 +267,12 @@ impl Hub {
         token
             .check_expiry(unix_now())
             .map_err(|_| HubRefusal::unauthorized())?;
-        if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), &token.resource()) {
+        // Event Hubs clients scope their token to `sb://{host}/{entity}`.
+        let resource = token.resource();
+        let resource = resource
+            .split_once("://")
+            .map_or(resource.as_str(), |(_, r)| r);
+        if !covers(&token, self.host_name()) && !scope_covers(self.host_name(), resource) {
             return Err(HubRefusal::unauthorized());
         }
         let policy = token.key_name().ok_or_else(HubRefusal::unauthorized)?;

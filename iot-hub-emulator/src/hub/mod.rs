@@ -10,12 +10,13 @@
 //! | sessions | `session_store.rs`, `close_signal.rs` | live MQTT connections, persistent subscriptions |
 //! | cloud-to-device | `c2d_store.rs` | pending messages per device |
 //! | telemetry | `telemetry.rs` | the bounded buffer of received messages |
+//! | events | `event_log.rs`, `event_receivers.rs` | the Event Hub-compatible endpoint's partition logs, and who reads them (epochs) |
 //! | jobs | `job_store.rs` | jobs and their per-device records |
 //! | persistence | `persistence.rs`, `durability.rs` | `--state`: the SQLite writer and the wait for commits |
 //! | faults | `faults.rs` | the one seam through which injected failures reach the hub |
 //!
 //! Operations (`impl Hub`), one file per area: `identities.rs`, `twins.rs`, `sessions.rs`,
-//! `methods.rs`, `c2d.rs`, `jobs.rs`, `query.rs`, `auth.rs`. An operation that changes
+//! `methods.rs`, `c2d.rs`, `jobs.rs`, `query.rs`, `auth.rs`, `events.rs`. An operation that changes
 //! persisted state queues its rows under the lock that ordered the change and answers only
 //! after [`Hub::wait_durable`].
 //!
@@ -27,6 +28,9 @@ mod c2d;
 mod c2d_store;
 mod close_signal;
 mod durability;
+pub(crate) mod event_log;
+pub(crate) mod event_receivers;
+mod events;
 mod faults;
 mod identities;
 mod job_store;
@@ -76,6 +80,10 @@ pub(crate) struct HubOptions {
     pub(crate) token_grace: Duration,
     pub(crate) telemetry_capacity: usize,
     pub(crate) telemetry_max_bytes: usize,
+    /// Bytes of events kept per partition of the Event Hub-compatible endpoint.
+    pub(crate) event_retention_bytes: u64,
+    /// Consumer groups besides `$Default`.
+    pub(crate) consumer_groups: Vec<String>,
     /// Set on non-loopback binds: tokens signed with a well-known development key are refused.
     pub(crate) refuse_well_known: bool,
     /// The ID scope of the emulator's DPS.
@@ -96,6 +104,8 @@ pub(crate) struct HubState {
     pub(crate) jobs: JobStore,
     /// The DPS's enrollments and registrations.
     pub(crate) dps: crate::dps::DpsRows,
+    /// The Event Hub-compatible endpoint's events, restored.
+    pub(crate) events: Option<event_log::EventLog>,
 }
 
 /// The hub.
@@ -107,6 +117,8 @@ pub(crate) struct Hub {
     pub(crate) twins: Mutex<TwinStore>,
     pub(crate) sessions: Sessions,
     telemetry: Telemetry,
+    pub(crate) events: event_log::EventLog,
+    pub(crate) event_receivers: event_receivers::EventReceivers,
     c2d: C2dQueues,
     jobs: Mutex<JobStore>,
     persistence: Persistence,
@@ -123,6 +135,13 @@ impl Hub {
         let durable = persistence.is_durable();
         Self {
             telemetry: Telemetry::new(options.telemetry_capacity, options.telemetry_max_bytes),
+            events: state.events.unwrap_or_else(|| {
+                event_log::EventLog::new(
+                    options.event_retention_bytes,
+                    chrono::Utc::now().timestamp_millis(),
+                )
+            }),
+            event_receivers: event_receivers::EventReceivers::default(),
             registry: Mutex::new(state.registry),
             twins: Mutex::new(state.twins),
             sessions: Sessions::new(state.persistent_sessions),
@@ -245,8 +264,17 @@ impl Hub {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Hub {
-    pub(crate) fn record_telemetry(&self, record: TelemetryRecord) {
+    /// Keeps a device's message for inspection and appends it to the Event Hub-compatible
+    /// endpoint; returns the `--state` sequence number to wait for before acknowledging it.
+    pub(crate) fn record_telemetry(&self, record: TelemetryRecord) -> u64 {
+        let seq = self.append_event(
+            &record.device_id,
+            record.module_id.as_deref(),
+            &record.properties,
+            record.body.clone(),
+        );
         self.telemetry.push(record);
+        seq
     }
 
     /// Up to `top` buffered records from sequence number `from` on, and the sequence number

@@ -51,6 +51,12 @@ const CHECKPOINT_EVERY: u32 = 32;
 /// reported lost.
 const SHUTDOWN_RETRIES: u32 = 10;
 
+/// The Event Hub-compatible endpoint's events, created by every version that knows it (an
+/// older emulator ignores the table, so `user_version` stays 1). A `records` table would
+/// rewrite a key per event; here an event is a row and retention deletes rows.
+const EVENTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS events (partition INTEGER NOT NULL,
+    seq INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (partition, seq)) WITHOUT ROWID;";
+
 /// What a row holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Kind {
@@ -76,6 +82,9 @@ pub(crate) enum Kind {
     EnrollmentGroup,
     /// A DPS registration state (and the group it came through).
     Registration,
+    /// A telemetry event of the Event Hub-compatible endpoint (`partition/sequence`), kept
+    /// in its own table, `events` (see [`EVENTS_TABLE`]).
+    Event,
 }
 
 impl Kind {
@@ -92,6 +101,7 @@ impl Kind {
             Self::Enrollment => "enrollment",
             Self::EnrollmentGroup => "enrollmentGroup",
             Self::Registration => "registration",
+            Self::Event => "event",
         }
     }
 
@@ -236,6 +246,11 @@ impl Store {
                     ),
                 ));
             }
+        }
+        conn.execute_batch(EVENTS_TABLE)
+            .map_err(|e| state_error(&path, e))?;
+        if !loaded.fresh {
+            read_events(&conn, &mut loaded).map_err(|e| state_error(&path, e))?;
         }
         // FULL: the WAL is synced on every commit, so an acknowledged change survives a
         // power cut as well as a killed process; group commit keeps this affordable.
@@ -458,6 +473,14 @@ impl Store {
             let mut del_twin = tx
                 .prepare_cached("DELETE FROM twins WHERE device_id = ?1 AND module_id = ?2")
                 .map_err(sql_err)?;
+            let mut put_event = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO events (partition, seq, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql_err)?;
+            let mut del_event = tx
+                .prepare_cached("DELETE FROM events WHERE partition = ?1 AND seq = ?2")
+                .map_err(sql_err)?;
             for ((kind, key), value) in batch {
                 match (kind, value) {
                     (Kind::Twin, v) => {
@@ -465,6 +488,13 @@ impl Store {
                         match v {
                             Some(v) => put_twin.execute(params![d, m, v]),
                             None => del_twin.execute(params![d, m]),
+                        }
+                    }
+                    (Kind::Event, v) => {
+                        let (p, seq) = event_key(key)?;
+                        match v {
+                            Some(v) => put_event.execute(params![p, seq, v]),
+                            None => del_event.execute(params![p, seq]),
                         }
                     }
                     (_, Some(v)) => put.execute(params![kind.name(), key, v]),
@@ -475,6 +505,28 @@ impl Store {
         }
         tx.commit().map_err(sql_err)
     }
+}
+
+/// `partition/sequence` of a [`Kind::Event`] row.
+fn event_key(key: &str) -> std::io::Result<(i64, i64)> {
+    key.split_once('/')
+        .and_then(|(p, s)| Some((p.parse().ok()?, s.parse().ok()?)))
+        .ok_or_else(|| std::io::Error::other(format!("bad event key {key:?}")))
+}
+
+fn read_events(conn: &Connection, loaded: &mut Loaded) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT partition, seq, value FROM events")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            format!("{}/{}", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?),
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let events = loaded.rows.entry(Kind::Event).or_default();
+    for row in rows {
+        events.push(row?);
+    }
+    Ok(())
 }
 
 /// Refuses a file that is not an SQLite database before SQLite may touch it.

@@ -20,6 +20,8 @@ pub(super) fn hub_with(registry: Registry, twins: TwinStore) -> Hub {
         token_grace: Duration::ZERO,
         telemetry_capacity: 10,
         telemetry_max_bytes: 1024,
+        event_retention_bytes: 1024 * 1024,
+        consumer_groups: Vec::new(),
         refuse_well_known: false,
         id_scope: crate::dev_keys::DEV_ID_SCOPE.into(),
         dps_retry_after: 0,

@@ -430,13 +430,15 @@ impl Connection {
                         .custom
                         .push(("mqtt-retain".into(), "true".into()));
                 }
-                self.hub.record_telemetry(TelemetryRecord::new(
+                // The PUBACK goes out once `--state` holds the event.
+                let seq = self.hub.record_telemetry(TelemetryRecord::new(
                     device_id,
                     module_id,
                     properties,
                     p.payload.clone(),
                     now_string(),
                 ));
+                self.commit_seq = self.commit_seq.max(seq);
             }
             DeviceTopic::MethodResponse { status, rid } => {
                 if p.payload.len() > iot_common::method::MAX_PAYLOAD_BYTES {
