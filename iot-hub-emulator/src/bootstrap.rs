@@ -102,7 +102,13 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
                         .map_err(|e| format!("session {client_id} ({e})"))?;
                     persistent_sessions.insert(client_id, subs);
                 }
-                let c2d = C2dMessage::from_rows(loaded.take(Kind::C2d))?;
+                let c2d = C2dMessage::from_rows(
+                    loaded.take(Kind::C2d),
+                    chrono::Utc::now().timestamp_millis(),
+                )?;
+                let feedback = crate::hub::feedback_store::FeedbackQueue::from_rows(
+                    loaded.take(Kind::Feedback),
+                )?;
                 let jobs =
                     JobStore::from_rows(loaded.take(Kind::Job), loaded.take(Kind::JobDevice))?;
                 let dps = crate::dps::DpsRows::from_rows(
@@ -114,6 +120,7 @@ fn open_state(dir: &Path) -> Result<(Persistence, HubState), EmulatorError> {
                     registry,
                     persistent_sessions,
                     c2d,
+                    feedback,
                     jobs,
                     dps,
                 })

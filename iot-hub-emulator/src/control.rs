@@ -161,9 +161,30 @@ impl<'a> HubOps<'a> {
                 properties,
                 body: body.into(),
                 id: 0,
+                enqueued_ms: 0,
             },
         )?;
         Ok(self.committed()?)
+    }
+
+    /// Moves the hub's clock forward by `by` (it never goes back) and expires, at once, the
+    /// cloud-to-device messages whose lifetime has passed by it, with `Expired` feedback
+    /// where asked for. Returns how many expired. Tokens are still checked against the
+    /// system clock. For tests of expiry, which would otherwise wait an hour.
+    ///
+    /// # Errors
+    /// 503 when the state could not be written in time.
+    pub fn advance_clock(&self, by: std::time::Duration) -> Result<usize, EmulatorApiError> {
+        self.hub().clock.advance(by);
+        let n = self.hub().expire_c2d();
+        self.committed()?;
+        Ok(n)
+    }
+
+    /// Feedback records waiting for the service to take them from
+    /// `/messages/serviceBound/feedback` (not counting a batch sent but not yet settled).
+    pub fn pending_feedback(&self) -> usize {
+        self.hub().feedback.waiting()
     }
 
     /// Telemetry received so far (optionally from one device), oldest first.

@@ -1,7 +1,7 @@
 //! One AMQP connection: its sessions, and which links each session may open.
 
 use super::sasl::CbsSasl;
-use super::{c2d, cbs};
+use super::{c2d, cbs, feedback};
 use crate::hub::Hub;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
@@ -21,6 +21,9 @@ use tokio::task::JoinSet;
 /// Largest message accepted on a link. A C2D body may be 64 KB; the rest is headroom for
 /// properties, so the size check that answers `rejected` happens in [`c2d`], not here.
 const MAX_MESSAGE_SIZE: u64 = 256 * 1024;
+
+/// Where the service reads cloud-to-device feedback.
+const FEEDBACK_NODE: &str = "/messages/serviceBound/feedback";
 
 /// Sessions per connection (channels 0..=15) and links per session (handles 0..=63): IoT Hub
 /// clients use one session with a handful of links.
@@ -134,6 +137,14 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 if state.authorized.load(Ordering::Acquire) =>
             {
                 links.spawn(c2d::serve_sends(state.clone(), r));
+            }
+            // The hub matches this address case-insensitively (the docs write `servicebound`,
+            // the Node SDK `serviceBound`).
+            (LinkEndpoint::Sender(s), node)
+                if node.eq_ignore_ascii_case(FEEDBACK_NODE)
+                    && state.authorized.load(Ordering::Acquire) =>
+            {
+                links.spawn(feedback::serve_feedback(state.clone(), s));
             }
             (link, node) => {
                 let e = if state.authorized.load(Ordering::Acquire) {

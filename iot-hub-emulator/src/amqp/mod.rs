@@ -1,5 +1,6 @@
 //! The AMQP service plane (port 5671): TLS, then SASL (`MSSBCBS`, `ANONYMOUS`, `PLAIN`) or no
-//! SASL at all, CBS put-token on `$cbs`, and cloud-to-device sends on `/messages/devicebound`.
+//! SASL at all, CBS put-token on `$cbs`, cloud-to-device sends on `/messages/devicebound` and
+//! their feedback on `/messages/serviceBound/feedback`.
 //!
 //! fe2o3-amqp's acceptor does the AMQP framing; TLS is terminated here because its own TLS
 //! acceptor expects the AMQP TLS protocol header, which Azure clients never send.
@@ -7,6 +8,7 @@
 mod c2d;
 mod cbs;
 mod connection;
+mod feedback;
 mod prefixed;
 mod sasl;
 

@@ -8,13 +8,14 @@
 //! | registry | `registry.rs`, `twin_state.rs`, `tag_index.rs` | identities, keys, policies, and each identity's twin (documents, versions, etags, `$metadata`); the index of tag values that queries look up |
 //! | sessions | `session_store.rs`, `close_signal.rs` | live MQTT connections, persistent subscriptions |
 //! | cloud-to-device | `c2d_store.rs` | pending messages per device |
+//! | feedback | `feedback_store.rs` | cloud-to-device outcomes waiting for the service |
 //! | telemetry | `telemetry.rs` | the bounded buffer of received messages |
 //! | jobs | `job_store.rs` | jobs and their per-device records |
 //! | persistence | `persistence.rs`, `durability.rs` | `--state`: the SQLite writer and the wait for commits |
 //! | faults | `faults.rs` | the one seam through which injected failures reach the hub |
 //!
 //! Operations (`impl Hub`), one file per area: `identities.rs`, `twins.rs`, `sessions.rs`,
-//! `methods.rs`, `c2d.rs`, `jobs.rs`, `query.rs`, `auth.rs`. An operation that changes
+//! `methods.rs`, `c2d.rs`, `feedback.rs`, `jobs.rs`, `query.rs`, `auth.rs`. An operation that changes
 //! persisted state queues its rows under the lock that ordered the change and answers only
 //! after [`Hub::wait_durable`].
 
@@ -24,6 +25,8 @@ mod c2d_store;
 mod close_signal;
 mod durability;
 mod faults;
+mod feedback;
+pub(crate) mod feedback_store;
 mod identities;
 mod job_store;
 pub(crate) mod jobs;
@@ -83,6 +86,8 @@ pub(crate) struct HubState {
     pub(crate) registry: Registry,
     pub(crate) persistent_sessions: HashMap<String, u8>,
     pub(crate) c2d: HashMap<String, VecDeque<C2dMessage>>,
+    /// Feedback records not yet taken by the service.
+    pub(crate) feedback: Vec<(u64, feedback_store::FeedbackRecord)>,
     pub(crate) jobs: JobStore,
     /// The DPS's enrollments and registrations.
     pub(crate) dps: crate::dps::DpsRows,
@@ -96,6 +101,9 @@ pub(crate) struct Hub {
     pub(crate) sessions: Sessions,
     telemetry: Telemetry,
     c2d: C2dQueues,
+    pub(crate) feedback: feedback_store::FeedbackQueue,
+    /// The clock message lifetimes are measured by.
+    pub(crate) clock: crate::clock::HubClock,
     jobs: Mutex<JobStore>,
     persistence: Persistence,
     pub(crate) faults: FaultState,
@@ -114,6 +122,8 @@ impl Hub {
             registry: Mutex::new(state.registry),
             sessions: Sessions::new(state.persistent_sessions),
             c2d: C2dQueues::new(state.c2d),
+            feedback: feedback_store::FeedbackQueue::new(state.feedback),
+            clock: crate::clock::HubClock::default(),
             jobs: Mutex::new(state.jobs),
             persistence,
             faults,

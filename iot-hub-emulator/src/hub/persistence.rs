@@ -18,6 +18,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Feedback records live in a table of their own, created when missing. It is not a schema
+/// change: `records` and `user_version` are as before, a version that does not know the table
+/// ignores it, and this version adds it to a state written before it existed.
+const FEEDBACK_TABLE: &str = "CREATE TABLE IF NOT EXISTS feedback (key TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL) WITHOUT ROWID;";
+
 /// The file inside the state directory.
 pub(crate) const DB_FILE: &str = "state.db";
 /// The schema this version writes (`PRAGMA user_version`). A state written by version `n`
@@ -62,6 +68,8 @@ pub(crate) enum Kind {
     EnrollmentGroup,
     /// A DPS registration state (and the group it came through).
     Registration,
+    /// A cloud-to-device feedback record, kept in its own table (see [`FEEDBACK_TABLE`]).
+    Feedback,
 }
 
 impl Kind {
@@ -77,6 +85,7 @@ impl Kind {
             Self::Enrollment => "enrollment",
             Self::EnrollmentGroup => "enrollmentGroup",
             Self::Registration => "registration",
+            Self::Feedback => "feedback",
         }
     }
 
@@ -205,9 +214,13 @@ impl Store {
                      COMMIT;",
                 )
                 .map_err(|e| state_error(&path, e))?;
+                conn.execute_batch(FEEDBACK_TABLE)
+                    .map_err(|e| state_error(&path, e))?;
                 loaded.fresh = true;
             }
             SCHEMA_VERSION => {
+                conn.execute_batch(FEEDBACK_TABLE)
+                    .map_err(|e| state_error(&path, e))?;
                 read_rows(&conn, &mut loaded).map_err(|e| state_error(&path, e))?;
                 conn.execute_batch("PRAGMA journal_mode=WAL;")
                     .map_err(|e| state_error(&path, e))?;
@@ -435,10 +448,18 @@ impl Store {
             let mut del = tx
                 .prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")
                 .map_err(sql_err)?;
+            let mut put_feedback = tx
+                .prepare_cached("INSERT OR REPLACE INTO feedback (key, value) VALUES (?1, ?2)")
+                .map_err(sql_err)?;
+            let mut del_feedback = tx
+                .prepare_cached("DELETE FROM feedback WHERE key = ?1")
+                .map_err(sql_err)?;
             for ((kind, key), value) in batch {
-                match value {
-                    Some(v) => put.execute(params![kind.name(), key, v]),
-                    None => del.execute(params![kind.name(), key]),
+                match (kind, value) {
+                    (Kind::Feedback, Some(v)) => put_feedback.execute(params![key, v]),
+                    (Kind::Feedback, None) => del_feedback.execute(params![key]),
+                    (_, Some(v)) => put.execute(params![kind.name(), key, v]),
+                    (_, None) => del.execute(params![kind.name(), key]),
                 }
                 .map_err(sql_err)?;
             }
@@ -486,6 +507,14 @@ fn read_rows(conn: &Connection, loaded: &mut Loaded) -> rusqlite::Result<()> {
                 )));
             }
         }
+    }
+    let mut stmt = conn.prepare("SELECT key, value FROM feedback")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let feedback = loaded.rows.entry(Kind::Feedback).or_default();
+    for row in rows {
+        feedback.push(row?);
     }
     Ok(())
 }
