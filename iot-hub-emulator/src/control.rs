@@ -197,6 +197,12 @@ impl<'a> HubOps<'a> {
         self.hub().disconnect(device_id, module_id)
     }
 
+    /// Drops every AMQP connection (service clients) without a close frame, as a network
+    /// failure would (fault injection).
+    pub fn disconnect_amqp(&self) {
+        self.hub().drop_amqp.notify_waiters();
+    }
+
     /// Drops every device connection; returns how many.
     pub fn disconnect_all(&self) -> usize {
         self.hub().disconnect_all()

@@ -11,6 +11,7 @@ mod connection;
 mod feedback;
 mod prefixed;
 mod sasl;
+mod severable;
 
 use crate::hub::Hub;
 use std::sync::Arc;
@@ -58,7 +59,14 @@ pub(crate) async fn accept_loop(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "amqp handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "amqp handshake timed out"),
             };
-            let stream = prefixed::Prefixed::new(header, stream);
+            let cut = {
+                let hub = hub.clone();
+                async move {
+                    hub.drop_amqp.notified().await;
+                    tracing::info!(%peer, "fault: AMQP connection dropped");
+                }
+            };
+            let stream = severable::Severable::new(prefixed::Prefixed::new(header, stream), cut);
             tokio::select! {
                 _ = connection::serve(hub, stream, header) => {}
                 _ = shutdown.changed() => {}

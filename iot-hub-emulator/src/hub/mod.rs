@@ -104,6 +104,8 @@ pub(crate) struct Hub {
     pub(crate) feedback: feedback_store::FeedbackQueue,
     /// The clock message lifetimes are measured by.
     pub(crate) clock: crate::clock::HubClock,
+    /// Fault injection: every AMQP connection waits on it and is dropped when it fires.
+    pub(crate) drop_amqp: tokio::sync::Notify,
     jobs: Mutex<JobStore>,
     persistence: Persistence,
     pub(crate) faults: FaultState,
@@ -124,6 +126,7 @@ impl Hub {
             c2d: C2dQueues::new(state.c2d),
             feedback: feedback_store::FeedbackQueue::new(state.feedback),
             clock: crate::clock::HubClock::default(),
+            drop_amqp: tokio::sync::Notify::new(),
             jobs: Mutex::new(state.jobs),
             persistence,
             faults,
