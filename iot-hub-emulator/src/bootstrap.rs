@@ -49,7 +49,7 @@ pub(crate) fn start_hub(config: &HubConfig) -> Result<Arc<Hub>, EmulatorError> {
     Ok(hub)
 }
 
-/// The request handlers' state, with MQTT over WebSockets served by the MQTT front end.
+/// The request handlers' state, with MQTT and AMQP over WebSockets served by their front ends.
 pub(crate) fn app_state(
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
@@ -59,10 +59,19 @@ pub(crate) fn app_state(
     let mqtt_over_ws: StreamHandler = Arc::new(move |stream, peer, shutdown| {
         Box::pin(crate::mqtt::serve(mqtt_hub.clone(), stream, peer, shutdown))
     });
+    let amqp_hub = hub.clone();
+    let amqp_over_ws: StreamHandler = Arc::new(move |stream, _peer, shutdown| {
+        Box::pin(crate::amqp::serve_stream(
+            amqp_hub.clone(),
+            stream,
+            shutdown,
+        ))
+    });
     AppState {
         hub,
         shutdown,
         mqtt_over_ws,
+        amqp_over_ws,
         console,
     }
 }
@@ -217,6 +226,8 @@ impl HubConfig {
                 None => {
                     let mut d = Device::new(id, Some(keys));
                     d.etag = Some(reg.next_etag());
+                    // As every identity the hub creates (feedback records carry it).
+                    d.generation_id = Some(chrono::Utc::now().timestamp_micros().to_string());
                     reg.insert_device(id, DeviceRecord::new(d, TwinState::new(&now)));
                 }
             }

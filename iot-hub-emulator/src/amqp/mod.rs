@@ -2,6 +2,9 @@
 //! SASL at all, CBS put-token on `$cbs`, cloud-to-device sends on `/messages/devicebound` and
 //! their feedback on `/messages/serviceBound/feedback`.
 //!
+//! The same service is offered over WebSockets on the HTTPS port (`/$iothub/websocket`,
+//! sub-protocol `AMQPWSB10`): `http/ws.rs` hands the byte stream to [`serve_stream`].
+//!
 //! fe2o3-amqp's acceptor does the AMQP framing; TLS is terminated here because its own TLS
 //! acceptor expects the AMQP TLS protocol header, which Azure clients never send.
 
@@ -23,6 +26,31 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client has for the TLS handshake and its 8-byte protocol header.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one AMQP connection over an already secured byte stream (a WebSocket's) until it
+/// ends or shutdown.
+pub(crate) async fn serve_stream<S>(
+    hub: Arc<Hub>,
+    mut stream: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => return tracing::debug!("amqp over websocket: no protocol header"),
+    }
+    let cut = {
+        let hub = hub.clone();
+        async move { hub.drop_amqp.notified().await }
+    };
+    let stream = severable::Severable::new(prefixed::Prefixed::new(header, stream), cut);
+    tokio::select! {
+        _ = connection::serve(hub, stream, header) => {}
+        _ = shutdown.changed() => {}
+    }
+}
 
 /// Accepts connections until shutdown; each one gets its own task.
 pub(crate) async fn accept_loop(
