@@ -80,6 +80,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/jobs/v2/{id}/cancel", post(jobs_api::cancel_job))
         .route("/$iothub/websocket", get(ws::upgrade))
+        // uamqp (the Python service SDK's AmqpOverWebsocket) asks for this path.
+        .route("/$servicebus/websocket", get(ws::upgrade))
+        .route("/$servicebus/websocket/", get(ws::upgrade))
         .merge(dps_api::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
