@@ -251,3 +251,29 @@ async fn sends_and_feedback_continue_after_the_connection_is_lost() {
     assert_eq!(records[0].original_message_id, "mid-two");
     hub.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_sends_share_the_connection_and_all_arrive() {
+    let hub = hub().await;
+    let dev = device(&hub, "busy").await;
+    let mut inbox = dev.c2d_messages().await.unwrap();
+    let svc = service(&hub);
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let svc = svc.clone();
+        sends.spawn(async move { svc.send_c2d("busy", C2dMessage::new(format!("m{i}"))).await });
+    }
+    for r in sends.join_all().await {
+        r.unwrap();
+    }
+    let mut got = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let m = tokio::time::timeout(WAIT, inbox.next())
+            .await
+            .unwrap()
+            .unwrap();
+        got.insert(String::from_utf8(m.body.to_vec()).unwrap());
+    }
+    assert_eq!(got.len(), 40);
+    hub.shutdown().await.unwrap();
+}

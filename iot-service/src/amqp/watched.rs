@@ -1,6 +1,7 @@
 //! A stream that reports its end: fe2o3's connection engine owns the stream and does not
 //! always fail pending sends when the peer goes away, so the worker learns of it here (EOF or
-//! an I/O error) and opens a new connection.
+//! an I/O error) and opens a new connection. Every waiter is woken, and one permit is kept
+//! for the worker's loop if it is not waiting at that moment.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,10 +9,15 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-/// `inner`, notifying `ended` (one stored permit) when it reaches EOF or fails.
+/// `inner`, notifying `ended` when it reaches EOF or fails.
 pub(super) struct Watched<S> {
     pub(super) inner: S,
     pub(super) ended: Arc<Notify>,
+}
+
+fn end(ended: &Notify) {
+    ended.notify_waiters();
+    ended.notify_one();
 }
 
 impl<S> std::fmt::Debug for Watched<S> {
@@ -30,9 +36,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         match &r {
             Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
-                self.ended.notify_one();
+                end(&self.ended);
             }
-            Poll::Ready(Err(_)) => self.ended.notify_one(),
+            Poll::Ready(Err(_)) => end(&self.ended),
             _ => {}
         }
         r
@@ -47,7 +53,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Err(_))) {
-            self.ended.notify_one();
+            end(&self.ended);
         }
         r
     }

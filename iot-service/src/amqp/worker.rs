@@ -264,6 +264,31 @@ async fn connection_ended(ended: Option<std::sync::Arc<tokio::sync::Notify>>) {
     }
 }
 
+/// A message written to its link, waiting for the hub's disposition.
+struct Pending {
+    outcome: fe2o3_amqp::link::delivery::DeliveryFut<
+        std::result::Result<Outcome, fe2o3_amqp::link::SendError>,
+    >,
+    ended: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Pending {
+    async fn outcome(self, timeout: Duration) -> Result<Outcome> {
+        match unless_ended(&self.ended, tokio::time::timeout(timeout, self.outcome)).await {
+            Some(Ok(Ok(outcome))) => Ok(outcome),
+            Some(Ok(Err(e))) => Err(link_error("the send failed", &format!("{e:?}"))),
+            Some(Err(_)) => Err(Error::new(
+                ErrorKind::Timeout,
+                "the hub did not settle the message in time; it may have been accepted",
+            )),
+            None => Err(Error::new(
+                ErrorKind::Connection,
+                "the AMQP connection was lost during the send; the message may have been queued",
+            )),
+        }
+    }
+}
+
 /// `f`'s output, or `None` if the transport ends first (fe2o3 may leave `f` pending then).
 async fn unless_ended<T>(ended: &tokio::sync::Notify, f: impl Future<Output = T>) -> Option<T> {
     tokio::select! {
@@ -315,10 +340,17 @@ impl Task {
                 target,
                 message,
                 reply,
-            } => {
-                let r = self.send(&target, *message).await;
-                let _ = reply.send(r);
-            }
+            } => match self.send(&target, *message).await {
+                Ok(pending) => {
+                    let timeout = self.ep.timeout;
+                    tokio::spawn(async move {
+                        let _ = reply.send(pending.outcome(timeout).await);
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Receive {
                 source,
                 credit,
@@ -420,7 +452,8 @@ impl Task {
         self.schedule_reopen();
     }
 
-    async fn send(&mut self, target: &str, message: Message<Data>) -> Result<Outcome> {
+    /// Writes the message; the returned [`Pending`] resolves to the hub's outcome.
+    async fn send(&mut self, target: &str, message: Message<Data>) -> Result<Pending> {
         if self.live.is_none() {
             self.connect().await?;
         }
@@ -468,37 +501,28 @@ impl Task {
         let Some(sender) = live.senders.get_mut(target) else {
             return Err(stopped());
         };
+        // Written now; the outcome is awaited off this task, so that sends are pipelined
+        // (the link's credit bounds how many are in flight) rather than one per round trip.
         let ended = live.opened.ended.clone();
-        let sent = unless_ended(
+        let written = unless_ended(
             &ended,
-            tokio::time::timeout(self.ep.timeout, sender.send(message)),
+            tokio::time::timeout(self.ep.timeout, sender.send_batchable(message)),
         )
         .await;
-        let Some(sent) = sent else {
-            self.lost().await;
-            return Err(Error::new(
+        let failed = match written {
+            Some(Ok(Ok(outcome))) => return Ok(Pending { outcome, ended }),
+            Some(Ok(Err(e))) => link_error("the send failed", &format!("{e:?}")),
+            Some(Err(_)) => Error::new(ErrorKind::Timeout, "the message could not be sent in time"),
+            None => Error::new(
                 ErrorKind::Connection,
                 "the AMQP connection was lost during the send; the message may have been queued",
-            ));
+            ),
         };
-        match sent {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => {
-                live.senders.remove(target);
-                let e = link_error("the send failed", &format!("{e:?}"));
-                if e.kind() == ErrorKind::Connection {
-                    self.lost().await;
-                }
-                Err(e)
-            }
-            Err(_) => {
-                self.lost().await;
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    "the hub did not settle the message in time; it may have been accepted",
-                ))
-            }
+        live.senders.remove(target);
+        if failed.kind() != ErrorKind::Unauthorized {
+            self.lost().await;
         }
+        Err(failed)
     }
 
     async fn received(&mut self, i: usize, got: Got) {
