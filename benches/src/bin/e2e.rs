@@ -133,6 +133,7 @@ fn seed(args: &Args) -> Value {
     let mut devices = vec![json!({"deviceId": "rt-0", "primaryKey": KEY})];
     for prefix_n in [
         ("tp", args.devices),
+        ("c2d", args.devices.min(100)),
         ("fleet", args.fleet.max(args.python_fleet)),
     ] {
         for i in 0..prefix_n.1 {
