@@ -17,6 +17,8 @@ pub struct EmulatorProcess {
     pub mqtt_port: u16,
     /// Its HTTPS port.
     pub https_port: u16,
+    /// The AMQP port (cloud-to-device sends and feedback).
+    pub amqp_port: u16,
     dir: PathBuf,
 }
 
@@ -65,6 +67,7 @@ impl EmulatorProcess {
             mqtt_port
         };
         let https_port = free_port()?;
+        let amqp_port = free_port()?;
         let mut cmd = Command::new(emulator_binary()?);
         cmd.args([
             "--mqtt-port",
@@ -72,7 +75,7 @@ impl EmulatorProcess {
             "--https-port",
             &https_port.to_string(),
             "--amqp-port",
-            "0",
+            &amqp_port.to_string(),
         ])
         .arg("--cert-dir")
         .arg(dir.join("certs"));
@@ -113,6 +116,7 @@ impl EmulatorProcess {
             env,
             mqtt_port,
             https_port,
+            amqp_port,
             dir,
         })
     }

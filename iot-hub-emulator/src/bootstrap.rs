@@ -54,20 +54,31 @@ pub(crate) fn start_hub(config: &HubConfig) -> Result<Arc<Hub>, EmulatorError> {
     Ok(hub)
 }
 
-/// The request handlers' state, with MQTT over WebSockets served by the MQTT front end.
+/// The request handlers' state, with MQTT and AMQP over WebSockets served by their front ends.
 pub(crate) fn app_state(
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
     console: Option<Arc<crate::http::console::Console>>,
+    amqp_port: u16,
 ) -> AppState {
     let mqtt_hub = hub.clone();
     let mqtt_over_ws: StreamHandler = Arc::new(move |stream, peer, shutdown| {
         Box::pin(crate::mqtt::serve(mqtt_hub.clone(), stream, peer, shutdown))
     });
+    let amqp_hub = hub.clone();
+    let amqp_over_ws: StreamHandler = Arc::new(move |stream, _peer, shutdown| {
+        Box::pin(crate::amqp::serve_stream(
+            amqp_hub.clone(),
+            stream,
+            amqp_port,
+            shutdown,
+        ))
+    });
     AppState {
         hub,
         shutdown,
         mqtt_over_ws,
+        amqp_over_ws,
         console,
     }
 }
@@ -112,7 +123,13 @@ fn open_state(dir: &Path, options: &HubOptions) -> Result<(Persistence, HubState
                         .map_err(|e| format!("session {client_id} ({e})"))?;
                     persistent_sessions.insert(client_id, subs);
                 }
-                let c2d = C2dMessage::from_rows(loaded.take(Kind::C2d))?;
+                let c2d = C2dMessage::from_rows(
+                    loaded.take(Kind::C2d),
+                    chrono::Utc::now().timestamp_millis(),
+                )?;
+                let feedback = crate::hub::feedback_store::FeedbackQueue::from_rows(
+                    loaded.take(Kind::Feedback),
+                )?;
                 let jobs =
                     JobStore::from_rows(loaded.take(Kind::Job), loaded.take(Kind::JobDevice))?;
                 let dps = crate::dps::DpsRows::from_rows(
@@ -130,6 +147,7 @@ fn open_state(dir: &Path, options: &HubOptions) -> Result<(Persistence, HubState
                     twins,
                     persistent_sessions,
                     c2d,
+                    feedback,
                     jobs,
                     dps,
                     events: Some(events),
@@ -248,6 +266,8 @@ impl HubConfig {
                 None => {
                     let mut d = Device::new(id, Some(keys));
                     d.etag = Some(reg.next_etag());
+                    // As every identity the hub creates (feedback records carry it).
+                    d.generation_id = Some(chrono::Utc::now().timestamp_micros().to_string());
                     reg.insert_device(id, DeviceRecord::new(d));
                 }
             }

@@ -343,6 +343,7 @@ impl EmulatorBuilder {
                     self.console.then(|| {
                         Arc::new(http::console::Console::new(self.bind, mqtt_addr.port()))
                     }),
+                    amqp_addr.port(),
                 ),
             )),
             tokio::spawn(crate::hub::jobs::scheduler(
@@ -350,6 +351,7 @@ impl EmulatorBuilder {
                 shutdown_rx.clone(),
             )),
             tokio::spawn(drop_all_loop(hub.clone(), shutdown_rx.clone())),
+            tokio::spawn(expiry_loop(hub.clone(), shutdown_rx.clone())),
         ];
         if let Some(l) = plain_listener {
             tasks.push(tokio::spawn(mqtt::accept_loop(
@@ -412,6 +414,17 @@ async fn bind(
             flag,
             source,
         })
+}
+
+/// Expires cloud-to-device messages whose lifetime has passed, by the hub's clock.
+async fn expiry_loop(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::limits::C2D_EXPIRY_SWEEP) => {}
+            _ = shutdown.changed() => return,
+        }
+        hub.expire_c2d();
+    }
 }
 
 /// Fires the "drop all connections every N seconds" fault while it is armed.

@@ -178,9 +178,32 @@ impl<'a> HubOps<'a> {
                 properties,
                 body: body.into(),
                 id: 0,
+                enqueued_ms: 0,
             },
         )?;
         Ok(self.committed(seq)?)
+    }
+
+    /// Moves the hub's clock forward by `by` (it never goes back) and expires, at once, the
+    /// cloud-to-device messages whose lifetime has passed by it, with `Expired` feedback
+    /// where asked for. Returns how many expired. Tokens are still checked against the
+    /// system clock. For tests of expiry, which would otherwise wait an hour.
+    ///
+    /// # Errors
+    /// 503 when the state could not be written in time.
+    pub fn advance_clock(&self, by: std::time::Duration) -> Result<usize, EmulatorApiError> {
+        let (n, seq) = self.own(|hub| {
+            hub.clock.advance(by);
+            hub.expire_c2d()
+        });
+        self.committed(seq)?;
+        Ok(n)
+    }
+
+    /// Feedback records waiting for the service to take them from
+    /// `/messages/serviceBound/feedback` (not counting a batch sent but not yet settled).
+    pub fn pending_feedback(&self) -> usize {
+        self.hub().feedback.waiting()
     }
 
     /// Telemetry received so far (optionally from one device), oldest first.
@@ -191,6 +214,12 @@ impl<'a> HubOps<'a> {
     /// Drops the connection of a device or module (fault injection); `true` if it had one.
     pub fn disconnect(&self, device_id: &str, module_id: Option<&str>) -> bool {
         self.hub().disconnect(device_id, module_id)
+    }
+
+    /// Drops every AMQP connection (service clients) without a close frame, as a network
+    /// failure would (fault injection).
+    pub fn disconnect_amqp(&self) {
+        self.hub().drop_amqp.notify_waiters();
     }
 
     /// Drops every device connection; returns how many.

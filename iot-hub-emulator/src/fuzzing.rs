@@ -100,7 +100,7 @@ impl Harness {
 
     /// One REST request with a valid `iothubowner` token; returns the status.
     pub async fn rest(&self, method: &str, path: &str, body: Vec<u8>) -> u16 {
-        let app = router(app_state(self.hub.clone(), self.shutdown.clone(), None));
+        let app = router(app_state(self.hub.clone(), self.shutdown.clone(), None, 0));
         let Ok(request) = axum::http::Request::builder()
             .method(method)
             .uri(path)

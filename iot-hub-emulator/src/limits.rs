@@ -70,3 +70,12 @@ pub(crate) const CONSOLE_EVENTS_POLL_MAX_BYTES: usize = 1024 * 1024;
 pub(crate) const CONSOLE_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
 /// Web console off loopback: how long a login lasts.
 pub(crate) const CONSOLE_SESSION_SECS: u64 = 8 * 60 * 60;
+
+/// Cloud-to-device feedback records the hub holds for the service (waiting or in an unsettled
+/// batch). When full, the oldest waiting record is dropped for a new one, with a warning.
+pub(crate) const MAX_FEEDBACK_RECORDS: usize = 10_000;
+/// Records in one feedback batch (one AMQP message), as the hub batches them.
+pub(crate) const MAX_FEEDBACK_BATCH: usize = 64;
+/// How often the hub looks for expired cloud-to-device messages (`HubOps::advance_clock`
+/// looks at once).
+pub(crate) const C2D_EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);

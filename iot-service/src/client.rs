@@ -88,6 +88,8 @@ struct Inner {
     /// The cached policy token and the Unix time at which to replace it.
     token: Mutex<Option<(Secret, u64)>>,
     options: ServiceClientOptions,
+    /// The AMQP connection's task, started by the first C2D send or feedback stream.
+    amqp: std::sync::OnceLock<crate::amqp::Link>,
 }
 
 /// An IoT Hub service client over HTTPS: direct methods, twins, queries, jobs, registry.
@@ -165,6 +167,7 @@ impl ServiceClient {
                 connection,
                 token: Mutex::new(None),
                 options,
+                amqp: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -172,6 +175,55 @@ impl ServiceClient {
     /// The hub's host name.
     pub fn host_name(&self) -> &str {
         &self.inner.connection.host_name
+    }
+
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.inner.options.operation_timeout
+    }
+
+    /// The AMQP connection's handle; the first call starts its task (it connects on its
+    /// first request). Must be called within a tokio runtime.
+    pub(crate) fn amqp(&self) -> Result<&crate::amqp::Link> {
+        if let Some(link) = self.inner.amqp.get() {
+            return Ok(link);
+        }
+        let endpoint = self.amqp_endpoint()?;
+        Ok(self
+            .inner
+            .amqp
+            .get_or_init(|| crate::amqp::Link::spawn(endpoint)))
+    }
+
+    fn amqp_endpoint(&self) -> Result<crate::amqp::Endpoint> {
+        let c = &self.inner.connection;
+        // `HostName` may carry the HTTPS port (the emulator's); AMQP has its own.
+        let host = match c.host_name.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h.to_owned(),
+            _ => c.host_name.clone(),
+        };
+        let mut tls = match &self.inner.options.tls {
+            Some(t) => (**t).clone(),
+            None => (*crate::tls::client_config(None)?).clone(),
+        };
+        tls.alpn_protocols.clear();
+        let (sr, key_name, key) = (c.host_name.clone(), c.key_name.clone(), c.key.clone());
+        let ttl = self.inner.options.sas_ttl;
+        let token: crate::amqp::TokenSource = Arc::new(move || {
+            let now = iot_common::sas::unix_seconds(SystemTime::now());
+            let t =
+                SasToken::for_service(&sr, &key_name, &key, now + ttl.as_secs()).map_err(|e| {
+                    Error::new(ErrorKind::Configuration, "cannot sign a SAS token").with_source(e)
+                })?;
+            Ok((t.as_secret().clone(), ttl))
+        });
+        Ok(crate::amqp::Endpoint {
+            audience: host.clone(),
+            host,
+            port: self.inner.options.amqp_port,
+            tls: Arc::new(tls),
+            token,
+            timeout: self.inner.options.operation_timeout,
+        })
     }
 
     /// The `Authorization` header: a cached policy token, re-signed shortly before expiry.

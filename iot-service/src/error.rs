@@ -36,6 +36,12 @@ pub enum ErrorKind {
     Certificate,
     /// A body could not be serialized or deserialized.
     Serialization,
+    /// 403004 DeviceMaximumQueueDepthExceeded: the device already has the most pending
+    /// cloud-to-device messages the hub holds (50). Retryable: the queue drains as the device
+    /// takes messages or they expire.
+    QueueFull,
+    /// 413: the message (a cloud-to-device body over 64 KB) is larger than the hub accepts.
+    MessageTooLarge,
     /// The answer's body is larger than
     /// [`ServiceClientOptions::max_response_bytes`](crate::ServiceClientOptions::max_response_bytes)
     /// (32 MiB by default, far above any answer the hub sends). Not retried.
@@ -138,6 +144,32 @@ impl Error {
         e
     }
 
+    /// The hub's refusal given as an error code alone (AMQP dispositions carry no HTTP
+    /// status): the status is the code's own.
+    pub(crate) fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        let kind = match code {
+            ErrorCode::DeviceMaximumQueueDepthExceeded => ErrorKind::QueueFull,
+            ErrorCode::MessageTooLarge => ErrorKind::MessageTooLarge,
+            c => match c.http_status() {
+                401 | 403 => ErrorKind::Unauthorized,
+                404 => ErrorKind::NotFound,
+                429 => ErrorKind::Throttled,
+                400 => ErrorKind::InvalidInput,
+                _ => ErrorKind::Hub,
+            },
+        };
+        let message = message.into();
+        let mut e = Self::new(kind, message.clone());
+        e.0.status = Some(code.http_status());
+        let mut hub = HubErrorBody::default();
+        hub.code = Some(code);
+        hub.numeric_code = Some(code.code());
+        hub.name = Some(code.name().to_owned());
+        hub.message = message;
+        e.0.hub = Some(hub);
+        e
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
@@ -178,7 +210,10 @@ impl Error {
     /// timeouts and 5xx answers.
     pub fn is_retryable(&self) -> bool {
         match self.0.kind {
-            ErrorKind::Connection | ErrorKind::Throttled | ErrorKind::Timeout => true,
+            ErrorKind::Connection
+            | ErrorKind::Throttled
+            | ErrorKind::Timeout
+            | ErrorKind::QueueFull => true,
             ErrorKind::Hub => self
                 .0
                 .status

@@ -4,9 +4,12 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod amqp;
+mod c2d;
 mod client;
 mod error;
 pub mod events;
+mod feedback;
 mod jobs;
 mod methods;
 mod options;
@@ -16,8 +19,10 @@ mod registry;
 mod tls;
 mod twins;
 
+pub use c2d::{C2dMessage, FeedbackRequest};
 pub use client::ServiceClient;
 pub use error::{Error, ErrorKind, Result};
+pub use feedback::{FeedbackBatch, FeedbackRecord, FeedbackStatus, FeedbackStream};
 // Every type that appears in this crate's public API, so that users depend on iot-service
 // alone (iot-common is an implementation detail they need not name).
 pub use iot_common::job::DeviceJobStatistics;
@@ -52,4 +57,7 @@ fn _assert_send_sync() {
     send_sync::<Query<Twin>>();
     send_sync::<Query<serde_json::Value>>();
     send_sync::<Query<JobResponse>>();
+    send_sync::<C2dMessage>();
+    send_sync::<FeedbackStream>();
+    send_sync::<FeedbackBatch>();
 }

@@ -44,6 +44,7 @@ pub struct ServiceClientOptions {
     pub(crate) sas_ttl: Duration,
     pub(crate) product_info: Option<String>,
     pub(crate) max_response_bytes: usize,
+    pub(crate) amqp_port: u16,
 }
 
 /// Default bound on an answer's body: the hub's largest answers (a query page, a device list,
@@ -61,11 +62,20 @@ impl Default for ServiceClientOptions {
             sas_ttl: Duration::from_secs(3600),
             product_info: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            amqp_port: 5671,
         }
     }
 }
 
 impl ServiceClientOptions {
+    /// The port of the hub's AMQP endpoint, used for cloud-to-device messages and their
+    /// feedback (default 5671; the emulator prints its own, `--amqp-port`). The host is the
+    /// connection string's `HostName` without its port.
+    pub fn amqp_port(mut self, port: u16) -> Self {
+        self.amqp_port = port;
+        self
+    }
+
     /// Defaults: api-version `2021-04-12`, 60 s per request (method calls: their own
     /// timeouts plus 15 s), 3 retries, SAS tokens of 1 h renewed at 85 % of their lifetime
     /// (the device client's rule).
@@ -152,6 +162,7 @@ impl fmt::Debug for ServiceClientOptions {
             .field("endpoint", &self.endpoint.as_ref().map(url::Url::as_str))
             .field("custom_ca", &self.tls.is_some())
             .field("sas_ttl", &self.sas_ttl)
+            .field("amqp_port", &self.amqp_port)
             .finish()
     }
 }

@@ -1,7 +1,9 @@
 """Cloud-to-device over AMQP with the official SDKs: azure-iot-hub 2.7
 (`IoTHubRegistryManager.send_c2d_message`, uamqp on port 5671 with SASL MSSBCBS and a CBS
 put-token) sends to the official Python device SDK (MQTT), which must receive the body and the
-application property; a send to an unknown device must raise.
+application property; a send to an unknown device must raise. With the argument `ws` the
+service uses AMQP over WebSockets (`TransportType.AmqpOverWebsocket`: port 443, uamqp's path
+`/$servicebus/websocket/`, sub-protocol AMQPWSB10).
 
 uamqp trusts only certifi's bundle, so this script appends the emulator's CA to a copy of it and
 points `certifi.where` at the copy before the service SDK is imported.
@@ -27,6 +29,7 @@ certifi.where = lambda: bundle
 
 from azure.iot.device import IoTHubDeviceClient  # noqa: E402
 from azure.iot.hub import IoTHubRegistryManager  # noqa: E402
+from uamqp import TransportType  # noqa: E402
 
 DEVICE_ID = os.environ.get("IOTHUB_DEVICE_ID", "myDevice")
 received = queue.Queue(maxsize=16)
@@ -38,7 +41,11 @@ device.on_message_received = received.put
 device.connect()
 failed = 0
 try:
-    registry = IoTHubRegistryManager.from_connection_string(os.environ["IOTHUB_CONNECTION_STRING"])
+    over_ws = sys.argv[1:] == ["ws"]
+    transport = TransportType.AmqpOverWebsocket if over_ws else TransportType.Amqp
+    registry = IoTHubRegistryManager.from_connection_string(
+        os.environ["IOTHUB_CONNECTION_STRING"], transport_type=transport
+    )
     registry.send_c2d_message(DEVICE_ID, "hello over amqp", {"myprop": "v1", "messageId": "py-c2d-1"})
     msg = received.get(timeout=60)
     body = msg.data.decode() if isinstance(msg.data, bytes) else msg.data

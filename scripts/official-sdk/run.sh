@@ -106,11 +106,12 @@ run "python send_c2d_message (AMQP, CBS) + python device" timeout 120 "$venv/bin
 checks=$((checks + 1))
 run "python EventHubConsumerClient reads telemetry of the python device and the rust device" \
   timeout 240 "$venv/bin/python" "$here/eventhub_check.py"
+run "python send_c2d_message (AMQP over WebSockets) + python device" timeout 120 "$venv/bin/python" "$here/c2d_check.py" ws
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
 # The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
 if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
-  checks=$((checks + 4))
+  checks=$((checks + 6))
   export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_CERT"
   run "node device + node service" timeout 120 node "$here/node/tutorial_check.js" both
   pairing "node device + rust service" "device ready" TERM node_device \
@@ -121,6 +122,10 @@ if [ -d "$here/node/node_modules" ] && command -v node >/dev/null; then
     timeout 180 node "$here/node/dps_check.js"
   run "node provisioning device X.509 (individual, group) + X.509 device" \
     timeout 180 node "$here/node/dps_x509_check.js"
+  run "node Client.send with full feedback (AMQP) + node device, getFeedbackReceiver" \
+    timeout 150 node "$here/node/c2d_feedback_check.js" tls
+  run "node Client.send with full feedback (AMQP over WebSockets, AmqpWs) + node device" \
+    timeout 150 node "$here/node/c2d_feedback_check.js" ws
 else
   echo "== node SDK checks skipped: node or npm not installed"
 fi

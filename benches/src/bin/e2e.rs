@@ -1,5 +1,5 @@
 //! End-to-end benchmark: method round trip, method throughput, reported-property patches,
-//! fleet scale and memory, against the emulator running as a child process; optionally the
+//! cloud-to-device messages (AMQP send to MQTT delivery), fleet scale and memory, against the emulator running as a child process; optionally the
 //! official Python SDKs through the same emulator.
 //!
 //! `cargo run --release -p iot-benches --bin e2e -- --help`
@@ -9,7 +9,7 @@ use iot_benches::emulator::EmulatorProcess;
 use iot_benches::measure;
 use iot_benches::stats::Latency;
 use iot_device::{DeviceClient, DeviceClientOptions, MethodError};
-use iot_service::{DirectMethodRequest, ServiceClient, ServiceClientOptions};
+use iot_service::{C2dMessage, DirectMethodRequest, ServiceClient, ServiceClientOptions};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ const FLOOR_PAYLOAD: usize = 200;
 #[derive(Parser, Debug)]
 #[command(about = "End-to-end benchmarks of azure-iot-rs against the emulator")]
 struct Args {
-    /// Scenarios to run: floor, roundtrip, reported, throughput, creates, fleet, query
+    /// Scenarios to run: floor, roundtrip, reported, throughput, creates, c2d, fleet, query
     /// (comma-separated) or all. The floor (a bare TLS round trip) is measured whenever a
     /// round-trip figure is, so that each is also reported as a multiple of two floors.
     #[arg(long, default_value = "all")]
@@ -133,6 +133,7 @@ fn seed(args: &Args) -> Value {
     let mut devices = vec![json!({"deviceId": "rt-0", "primaryKey": KEY})];
     for prefix_n in [
         ("tp", args.devices),
+        ("c2d", args.devices.min(100)),
         ("fleet", args.fleet.max(args.python_fleet)),
     ] {
         for i in 0..prefix_n.1 {
@@ -293,6 +294,73 @@ async fn throughput(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error:
         "methods": { "calls": args.total, "concurrency": args.concurrency, "devices": d, "calls_per_s": rate, "latency": l, "failures": failures,
                      "cpu_us_per_call": { "clients": cpu_clients, "emulator": cpu_emulator } },
         "reported": { "patches": args.total, "concurrency": args.concurrency, "devices": d, "patches_per_s": prate, "latency": pl, "failures": pfail },
+    }))
+}
+
+/// Cloud-to-device messages end to end: concurrent `send_c2d` calls (one AMQP connection)
+/// spread over connected devices that take them from their streams (MQTT PUBACK). Messages
+/// per second count from the first send to the last message received by a device.
+async fn c2d(b: &Bench, args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
+    let n_devices = args.devices.min(100);
+    let devices = b.connect_many("c2d", n_devices, 100, false).await;
+    let d = devices.len();
+    let received = Arc::new(AtomicUsize::new(0));
+    let all_in = Arc::new(tokio::sync::Notify::new());
+    let total = args.total;
+    let mut readers = tokio::task::JoinSet::new();
+    for dev in &devices {
+        let mut inbox = dev.c2d_messages().await?;
+        let (received, all_in) = (received.clone(), all_in.clone());
+        readers.spawn(async move {
+            while inbox.next().await.is_some() {
+                if received.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                    all_in.notify_one();
+                }
+            }
+        });
+    }
+    // One send first, so that the AMQP connection's opening is not in the figures.
+    b.service
+        .send_c2d("c2d-0", C2dMessage::new("warm-up"))
+        .await?;
+    while received.load(Ordering::Relaxed) < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    received.store(0, Ordering::Relaxed);
+    let started = Instant::now();
+    let svc = b.service.clone();
+    let (l, send_rate, failures) = concurrent(total, args.concurrency, move |i| {
+        let svc = svc.clone();
+        async move {
+            svc.send_c2d(&format!("c2d-{}", i % d), C2dMessage::new(format!("m{i}")))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let expected = total - failures;
+    let complete = if received.load(Ordering::Relaxed) >= expected {
+        true
+    } else {
+        tokio::time::timeout(Duration::from_secs(120), all_in.notified())
+            .await
+            .is_ok()
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    let e2e_rate = got as f64 / elapsed;
+    readers.abort_all();
+    println!(
+        "c2d: {total} messages, {} senders over {d} devices: sends {send_rate:.0}/s  p50 {:.2} ms  p99 {:.2} ms  failures {failures}; end to end {e2e_rate:.0} messages/s ({got} received{})",
+        args.concurrency,
+        l.p50_ms,
+        l.p99_ms,
+        if complete { "" } else { ", not all" }
+    );
+    Ok(json!({
+        "messages": total, "concurrency": args.concurrency, "devices": d,
+        "sends_per_s": send_rate, "send_latency": l, "failures": failures,
+        "received": got, "end_to_end_messages_per_s": e2e_rate,
     }))
 }
 
@@ -544,7 +612,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ca = emu.env["IOTHUB_CA_CERT"].clone();
     let service = ServiceClient::from_connection_string(
         &emu.env["IOTHUB_CONNECTION_STRING"],
-        ServiceClientOptions::new().trust_ca_file(&ca)?,
+        ServiceClientOptions::new()
+            .trust_ca_file(&ca)?
+            .amqp_port(emu.amqp_port),
     )?;
     let device_options = DeviceClientOptions::new().trust_ca_file(&ca)?;
     let b = Bench {
@@ -593,6 +663,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if want("creates") {
         results.insert("creates".into(), creates(&b, &args).await?);
+    }
+    if want("c2d") {
+        results.insert("c2d".into(), c2d(&b, &args).await?);
     }
     if want("fleet") {
         results.insert("fleet".into(), fleet(&b, args.fleet).await?);

@@ -85,6 +85,7 @@ async fn enqueue(state: &ConnState, msg: &Message<Body<Value>>) -> Result<(), de
                 properties: p,
                 body,
                 id: 0,
+                enqueued_ms: 0,
             },
         )
         .map_err(refusal)?;

@@ -1,7 +1,7 @@
 //! One AMQP connection: its sessions, and which links each session may open.
 
 use super::sasl::CbsSasl;
-use super::{c2d, cbs, events, management};
+use super::{c2d, cbs, events, feedback, management};
 use crate::hub::Hub;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
@@ -22,6 +22,9 @@ use tokio::task::JoinSet;
 /// Largest message accepted on a link. A C2D body may be 64 KB; the rest is headroom for
 /// properties, so the size check that answers `rejected` happens in [`c2d`], not here.
 const MAX_MESSAGE_SIZE: u64 = 256 * 1024;
+
+/// Where the service reads cloud-to-device feedback.
+const FEEDBACK_NODE: &str = "/messages/serviceBound/feedback";
 
 /// Sessions per connection (channels 0..=15) and links per session (handles 0..=63): IoT Hub
 /// clients use one session with a handful of links.
@@ -174,6 +177,13 @@ async fn serve_session(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 }
                 None => {}
             },
+            // The hub matches this address case-insensitively (the docs write `servicebound`,
+            // the Node SDK `serviceBound`).
+            (LinkEndpoint::Sender(s), node)
+                if authorized && node.eq_ignore_ascii_case(FEEDBACK_NODE) =>
+            {
+                links.spawn(feedback::serve_feedback(state.clone(), s));
+            }
             (link, node) => {
                 let e = if authorized {
                     not_found(node)

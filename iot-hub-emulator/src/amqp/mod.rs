@@ -1,6 +1,10 @@
 //! The AMQP service plane (port 5671): TLS, then SASL (`MSSBCBS`, `ANONYMOUS`, `PLAIN`) or no
-//! SASL at all, CBS put-token on `$cbs`, cloud-to-device sends on `/messages/devicebound`, and
-//! the Event Hub-compatible endpoint (partition receivers in `events.rs`, `$management`).
+//! SASL at all, CBS put-token on `$cbs`, cloud-to-device sends on `/messages/devicebound` and
+//! their feedback on `/messages/serviceBound/feedback`, and the Event Hub-compatible endpoint
+//! (partition receivers in `events.rs`, `$management`).
+//!
+//! The same service is offered over WebSockets on the HTTPS port (`/$iothub/websocket`,
+//! sub-protocol `AMQPWSB10`): `http/ws.rs` hands the byte stream to [`serve_stream`].
 //!
 //! fe2o3-amqp's acceptor does the AMQP framing; TLS is terminated here because its own TLS
 //! acceptor expects the AMQP TLS protocol header, which Azure clients never send.
@@ -9,10 +13,12 @@ mod c2d;
 mod cbs;
 mod connection;
 mod events;
+mod feedback;
 mod full_frames;
 mod management;
 mod prefixed;
 mod sasl;
+mod severable;
 
 use crate::hub::Hub;
 use std::sync::Arc;
@@ -24,6 +30,36 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client has for the TLS handshake and its 8-byte protocol header.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one AMQP connection over an already secured byte stream (a WebSocket's) until it
+/// ends or shutdown. `amqp_port` is the AMQP listener's, which the Event Hub-compatible
+/// endpoint's redirects name.
+pub(crate) async fn serve_stream<S>(
+    hub: Arc<Hub>,
+    mut stream: S,
+    amqp_port: u16,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => return tracing::debug!("amqp over websocket: no protocol header"),
+    }
+    let cut = {
+        let hub = hub.clone();
+        async move { hub.drop_amqp.notified().await }
+    };
+    let stream = full_frames::FullFrames::new(severable::Severable::new(
+        prefixed::Prefixed::new(header, stream),
+        cut,
+    ));
+    tokio::select! {
+        _ = connection::serve(hub, stream, header, amqp_port) => {}
+        _ = shutdown.changed() => {}
+    }
+}
 
 /// Accepts connections until shutdown; each one gets its own task.
 pub(crate) async fn accept_loop(
@@ -62,7 +98,17 @@ pub(crate) async fn accept_loop(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "amqp handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "amqp handshake timed out"),
             };
-            let stream = full_frames::FullFrames::new(prefixed::Prefixed::new(header, stream));
+            let cut = {
+                let hub = hub.clone();
+                async move {
+                    hub.drop_amqp.notified().await;
+                    tracing::info!(%peer, "fault: AMQP connection dropped");
+                }
+            };
+            let stream = full_frames::FullFrames::new(severable::Severable::new(
+                prefixed::Prefixed::new(header, stream),
+                cut,
+            ));
             tokio::select! {
                 _ = connection::serve(hub, stream, header, port) => {}
                 _ = shutdown.changed() => {}

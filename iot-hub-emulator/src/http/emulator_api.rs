@@ -140,6 +140,7 @@ async fn send_c2d(
             properties: p,
             body,
             id: 0,
+            enqueued_ms: 0,
         },
     )?;
     Ok(json(

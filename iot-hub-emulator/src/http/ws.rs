@@ -1,6 +1,8 @@
 //! MQTT over WebSockets (`/$iothub/websocket`, sub-protocol `mqtt`): the WebSocket's binary
 //! frames are bridged into the same connection handler as TCP, with the client certificate
-//! chain of the HTTPS connection (so X.509 devices work over WebSockets too).
+//! chain of the HTTPS connection (so X.509 devices work over WebSockets too). AMQP over
+//! WebSockets (sub-protocol `AMQPWSB10`, the service SDKs' `AmqpWs`) is bridged the same way
+//! into the AMQP front end.
 
 use super::state::AppState;
 use crate::client_cert::PeerChain;
@@ -13,7 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The MQTT over WebSockets route.
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/$iothub/websocket", axum::routing::get(upgrade))
+    Router::new()
+        .route("/$iothub/websocket", axum::routing::get(upgrade))
+        // uamqp (the Python service SDK's AmqpOverWebsocket) asks for this path.
+        .route("/$servicebus/websocket", axum::routing::get(upgrade))
+        .route("/$servicebus/websocket/", axum::routing::get(upgrade))
 }
 
 async fn upgrade(
@@ -22,13 +28,24 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let peer = peer.map_or_else(|| PeerChain::from(Vec::new()), |Extension(p)| p);
-    ws.protocols(["mqtt"])
+    ws.protocols(["mqtt", AMQP_PROTOCOL])
         .on_upgrade(move |socket| bridge(s, peer, socket))
 }
 
+/// The sub-protocol of AMQP over WebSockets, as IoT Hub names it.
+const AMQP_PROTOCOL: &str = "AMQPWSB10";
+
 async fn bridge(state: AppState, peer: PeerChain, socket: WebSocket) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let mqtt = tokio::spawn((state.mqtt_over_ws)(theirs, peer, state.shutdown.clone()));
+    let amqp = socket
+        .protocol()
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(AMQP_PROTOCOL.as_bytes()));
+    let handler = if amqp {
+        &state.amqp_over_ws
+    } else {
+        &state.mqtt_over_ws
+    };
+    let served = tokio::spawn(handler(theirs, peer, state.shutdown.clone()));
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut rd, mut wr) = tokio::io::split(ours);
     let inbound = async {
@@ -63,5 +80,5 @@ async fn bridge(state: AppState, peer: PeerChain, socket: WebSocket) {
         () = inbound => {}
         () = outbound => {}
     }
-    let _ = mqtt.await;
+    let _ = served.await;
 }

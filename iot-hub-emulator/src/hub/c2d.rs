@@ -2,6 +2,7 @@
 //! connection, and forget it once the device has completed it (PUBACK).
 
 use super::c2d_store::MAX_PENDING;
+use super::feedback_store::Outcome;
 use super::{C2dMessage, Hub, Outbound};
 use crate::error::HubRefusal;
 use crate::locks::lock;
@@ -27,6 +28,7 @@ impl Hub {
                 ));
             }
             msg.id = self.c2d.next_id();
+            msg.enqueued_ms = self.clock.now_ms();
             let seq = self.persistence.enqueue([msg.row(device_id)]);
             queue.push_back(msg);
             seq
@@ -37,29 +39,47 @@ impl Hub {
         Ok(seq)
     }
 
-    /// The device acknowledged (completed) a message: it is gone for good. Returns the
-    /// sequence number to wait for before the PUBACK's effect is durable.
+    /// The device acknowledged (completed) a message: it is gone for good, with a `Success`
+    /// feedback record if one was asked for. Returns the sequence number to wait for before
+    /// the PUBACK's effect is durable.
     pub(crate) fn c2d_completed(&self, device_id: &str, msg: &C2dMessage) -> u64 {
-        self.persistence
-            .enqueue([(C2dMessage::store_key(device_id, msg.id), None)])
+        let seq = self
+            .persistence
+            .enqueue([(C2dMessage::store_key(device_id, msg.id), None)]);
+        seq.max(self.c2d_outcome(device_id, msg, Outcome::Success))
     }
 
     /// Forgets every pending message of a device (a clean session, or the device deleted),
     /// in memory and in `--state`. Returns the sequence number to wait for.
     pub(crate) fn drop_c2d(&self, device_id: &str) -> u64 {
-        let mut q = lock(&self.c2d.queues);
-        match q.remove(device_id) {
-            Some(dropped) => self.persistence.enqueue(
-                dropped
-                    .iter()
-                    .map(|m| (C2dMessage::store_key(device_id, m.id), None)),
-            ),
-            None => 0,
-        }
+        let dropped = {
+            let mut q = lock(&self.c2d.queues);
+            match q.remove(device_id) {
+                Some(dropped) => dropped,
+                None => return 0,
+            }
+        };
+        let seq = self.persistence.enqueue(
+            dropped
+                .iter()
+                .map(|m| (C2dMessage::store_key(device_id, m.id), None)),
+        );
+        dropped.iter().fold(seq, |seq, m| {
+            seq.max(self.c2d_outcome(device_id, m, Outcome::Purged))
+        })
     }
 
+    /// The next message for the device; expired ones are removed on the way (`Expired`).
     pub(crate) fn pop_c2d(&self, device_id: &str) -> Option<C2dMessage> {
-        self.c2d.pop(device_id)
+        loop {
+            let msg = self.c2d.pop(device_id)?;
+            if msg.expires_at_ms() > self.clock.now_ms() {
+                return Some(msg);
+            }
+            self.persistence
+                .enqueue([(C2dMessage::store_key(device_id, msg.id), None)]);
+            self.c2d_outcome(device_id, &msg, Outcome::Expired);
+        }
     }
 
     /// Puts unacknowledged messages back at the front, in order; a deleted device's are

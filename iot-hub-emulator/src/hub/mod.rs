@@ -9,6 +9,7 @@
 //! | twins | `twin_store.rs`, `twin_state.rs`, `tag_index.rs` | each identity's twin (documents, versions, etags, `$metadata`), keyed by device and module id; the index of tag values that queries look up |
 //! | sessions | `session_store.rs`, `close_signal.rs` | live MQTT connections, persistent subscriptions |
 //! | cloud-to-device | `c2d_store.rs` | pending messages per device |
+//! | feedback | `feedback_store.rs` | cloud-to-device outcomes waiting for the service |
 //! | telemetry | `telemetry.rs` | the bounded buffer of received messages |
 //! | events | `event_log.rs`, `event_receivers.rs` | the Event Hub-compatible endpoint's partition logs, and who reads them (epochs) |
 //! | jobs | `job_store.rs` | jobs and their per-device records |
@@ -16,7 +17,7 @@
 //! | faults | `faults.rs` | the one seam through which injected failures reach the hub |
 //!
 //! Operations (`impl Hub`), one file per area: `identities.rs`, `twins.rs`, `sessions.rs`,
-//! `methods.rs`, `c2d.rs`, `jobs.rs`, `query.rs`, `auth.rs`, `events.rs`. An operation that changes
+//! `methods.rs`, `c2d.rs`, `feedback.rs`, `jobs.rs`, `query.rs`, `auth.rs`, `events.rs`. An operation that changes
 //! persisted state queues its rows under the lock that ordered the change and answers only
 //! after [`Hub::wait_durable`].
 //!
@@ -32,6 +33,8 @@ pub(crate) mod event_log;
 pub(crate) mod event_receivers;
 mod events;
 mod faults;
+mod feedback;
+pub(crate) mod feedback_store;
 mod identities;
 mod job_store;
 pub(crate) mod jobs;
@@ -101,6 +104,8 @@ pub(crate) struct HubState {
     pub(crate) twins: TwinStore,
     pub(crate) persistent_sessions: HashMap<String, u8>,
     pub(crate) c2d: HashMap<String, VecDeque<C2dMessage>>,
+    /// Feedback records not yet taken by the service.
+    pub(crate) feedback: Vec<(u64, feedback_store::FeedbackRecord)>,
     pub(crate) jobs: JobStore,
     /// The DPS's enrollments and registrations.
     pub(crate) dps: crate::dps::DpsRows,
@@ -120,6 +125,11 @@ pub(crate) struct Hub {
     pub(crate) events: event_log::EventLog,
     pub(crate) event_receivers: event_receivers::EventReceivers,
     c2d: C2dQueues,
+    pub(crate) feedback: feedback_store::FeedbackQueue,
+    /// The clock message lifetimes are measured by.
+    pub(crate) clock: crate::clock::HubClock,
+    /// Fault injection: every AMQP connection waits on it and is dropped when it fires.
+    pub(crate) drop_amqp: tokio::sync::Notify,
     jobs: Mutex<JobStore>,
     persistence: Persistence,
     pub(crate) faults: FaultState,
@@ -146,6 +156,9 @@ impl Hub {
             twins: Mutex::new(state.twins),
             sessions: Sessions::new(state.persistent_sessions),
             c2d: C2dQueues::new(state.c2d),
+            feedback: feedback_store::FeedbackQueue::new(state.feedback),
+            clock: crate::clock::HubClock::default(),
+            drop_amqp: tokio::sync::Notify::new(),
             jobs: Mutex::new(state.jobs),
             persistence,
             faults,

@@ -24,6 +24,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Feedback records live in a table of their own, created when missing. It is not a schema
+/// change: `records` and `user_version` are as before, a version that does not know the table
+/// ignores it, and this version adds it to a state written before it existed.
+const FEEDBACK_TABLE: &str = "CREATE TABLE IF NOT EXISTS feedback (key TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL) WITHOUT ROWID;";
+
 /// The file inside the state directory.
 pub(crate) const DB_FILE: &str = "state.db";
 /// The schema this version writes (`PRAGMA user_version`). A state written by version `n`
@@ -85,6 +91,8 @@ pub(crate) enum Kind {
     /// A telemetry event of the Event Hub-compatible endpoint (`partition/sequence`), kept
     /// in its own table, `events` (see [`EVENTS_TABLE`]).
     Event,
+    /// A cloud-to-device feedback record, kept in its own table (see [`FEEDBACK_TABLE`]).
+    Feedback,
 }
 
 impl Kind {
@@ -102,6 +110,7 @@ impl Kind {
             Self::EnrollmentGroup => "enrollmentGroup",
             Self::Registration => "registration",
             Self::Event => "event",
+            Self::Feedback => "feedback",
         }
     }
 
@@ -226,6 +235,8 @@ impl Store {
                     "PRAGMA journal_mode=WAL; BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
                 ))
                 .map_err(|e| state_error(&path, e))?;
+                conn.execute_batch(FEEDBACK_TABLE)
+                    .map_err(|e| state_error(&path, e))?;
                 loaded.fresh = true;
             }
             1 | SCHEMA_VERSION => {
@@ -233,6 +244,8 @@ impl Store {
                     super::schema_v1::migrate(&conn).map_err(|e| state_error(&path, e))?;
                     tracing::info!(file = %path.display(), "migrated the state from schema 1 to 2");
                 }
+                conn.execute_batch(FEEDBACK_TABLE)
+                    .map_err(|e| state_error(&path, e))?;
                 read_rows(&conn, &mut loaded).map_err(|e| state_error(&path, e))?;
                 conn.execute_batch("PRAGMA journal_mode=WAL;")
                     .map_err(|e| state_error(&path, e))?;
@@ -481,6 +494,12 @@ impl Store {
             let mut del_event = tx
                 .prepare_cached("DELETE FROM events WHERE partition = ?1 AND seq = ?2")
                 .map_err(sql_err)?;
+            let mut put_feedback = tx
+                .prepare_cached("INSERT OR REPLACE INTO feedback (key, value) VALUES (?1, ?2)")
+                .map_err(sql_err)?;
+            let mut del_feedback = tx
+                .prepare_cached("DELETE FROM feedback WHERE key = ?1")
+                .map_err(sql_err)?;
             for ((kind, key), value) in batch {
                 match (kind, value) {
                     (Kind::Twin, v) => {
@@ -497,6 +516,8 @@ impl Store {
                             None => del_event.execute(params![p, seq]),
                         }
                     }
+                    (Kind::Feedback, Some(v)) => put_feedback.execute(params![key, v]),
+                    (Kind::Feedback, None) => del_feedback.execute(params![key]),
                     (_, Some(v)) => put.execute(params![kind.name(), key, v]),
                     (_, None) => del.execute(params![kind.name(), key]),
                 }
@@ -582,6 +603,14 @@ fn read_rows(conn: &Connection, loaded: &mut Loaded) -> rusqlite::Result<()> {
         let (d, m, value) = row?;
         let key = if m.is_empty() { d } else { format!("{d}/{m}") };
         twins.push((key, value));
+    }
+    let mut stmt = conn.prepare("SELECT key, value FROM feedback")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let feedback = loaded.rows.entry(Kind::Feedback).or_default();
+    for row in rows {
+        feedback.push(row?);
     }
     Ok(())
 }
