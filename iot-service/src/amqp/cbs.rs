@@ -10,14 +10,28 @@ use std::time::Duration;
 
 /// The request/response links of CBS.
 #[derive(Debug)]
-pub(super) struct Cbs {
+pub(crate) struct Cbs {
     pub(super) tx: Sender,
     pub(super) rx: Receiver,
 }
 
 impl Cbs {
+    /// Attaches the sender and the receiver on `$cbs`.
+    pub(crate) async fn attach(
+        session: &mut fe2o3_amqp::session::SessionHandle<()>,
+    ) -> Result<Self> {
+        let suffix = uuid::Uuid::new_v4();
+        let tx = Sender::attach(session, format!("cbs-sender-{suffix}"), "$cbs")
+            .await
+            .map_err(attach_error)?;
+        let rx = Receiver::attach(session, format!("cbs-receiver-{suffix}"), "$cbs")
+            .await
+            .map_err(attach_error)?;
+        Ok(Self { tx, rx })
+    }
+
     /// Puts `token` for `audience`; `Ok` when the hub answered 200.
-    pub(super) async fn put_token(
+    pub(crate) async fn put_token(
         &mut self,
         audience: &str,
         token: &Secret,
@@ -82,6 +96,10 @@ impl Cbs {
             .await
             .map_err(|_| Error::new(ErrorKind::Timeout, "no CBS put-token answer in time"))?
     }
+}
+
+fn attach_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Connection, "cannot attach to $cbs").with_source(e)
 }
 
 /// A link or session failure while talking to CBS.

@@ -12,6 +12,8 @@ mod open;
 mod watched;
 mod worker;
 
+pub(crate) use cbs::Cbs;
+pub(crate) use open::{Connected, connect};
 pub(crate) use worker::{Incoming, Link};
 
 use crate::Result;

@@ -5,7 +5,6 @@ use super::Endpoint;
 use super::cbs::Cbs;
 use crate::{Error, ErrorKind, Result};
 use fe2o3_amqp::connection::ConnectionHandle;
-use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::{Connection, Session};
@@ -29,12 +28,80 @@ impl std::fmt::Debug for Opened {
     }
 }
 
-fn failed(what: &str, ep: &Endpoint, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::new(
-        ErrorKind::Connection,
-        format!("{what} at {}:{}", ep.host, ep.port),
-    )
-    .with_source(e)
+fn failed_at(
+    what: &str,
+    host: &str,
+    port: u16,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::new(ErrorKind::Connection, format!("{what} at {host}:{port}")).with_source(e)
+}
+
+/// A transport with an AMQP connection and one session on it, not yet authorised.
+pub(crate) struct Connected {
+    pub(crate) conn: ConnectionHandle<()>,
+    pub(crate) session: SessionHandle<()>,
+    /// Notified when the transport ends (fe2o3-amqp leaves pending sends hanging then).
+    pub(crate) ended: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// TCP, TLS (a refused certificate is [`ErrorKind::Certificate`]), AMQP open with SASL
+/// ANONYMOUS, and one session: what every AMQP client of the hub and of its Event
+/// Hub-compatible endpoint starts with. No timeout of its own: callers bound the whole open.
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<Connected> {
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| failed_at("cannot connect to the AMQP endpoint", host, port, e))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+        Error::new(
+            ErrorKind::Configuration,
+            "the host name is not a valid TLS name",
+        )
+        .with_source(e)
+    })?;
+    let tls = TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            let certificate = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+            let mut err = failed_at("TLS handshake failed", host, port, e);
+            if certificate {
+                err = Error::new(
+                    ErrorKind::Certificate,
+                    format!("the certificate of {host}:{port} was refused"),
+                );
+            }
+            err
+        })?;
+    let ended = std::sync::Arc::new(tokio::sync::Notify::new());
+    let tls = super::watched::Watched {
+        inner: tls,
+        ended: ended.clone(),
+    };
+    let mut conn = Connection::builder()
+        .container_id(format!("azure-iot-rs-service-{}", uuid::Uuid::new_v4()))
+        .hostname(host)
+        .max_frame_size(65536)
+        .sasl_profile(SaslProfile::Anonymous)
+        .open_with_stream(tls)
+        .await
+        .map_err(|e| failed_at("AMQP open failed", host, port, e))?;
+    let session = Session::begin(&mut conn)
+        .await
+        .map_err(|e| failed_at("AMQP begin failed", host, port, e))?;
+    Ok(Connected {
+        conn,
+        session,
+        ended,
+    })
 }
 
 /// Opens a connection within `ep.timeout`.
@@ -53,58 +120,12 @@ pub(super) async fn open(ep: &Endpoint) -> Result<Opened> {
 }
 
 async fn open_inner(ep: &Endpoint) -> Result<Opened> {
-    let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-        .await
-        .map_err(|e| failed("cannot connect to the hub's AMQP endpoint", ep, e))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| {
-        Error::new(
-            ErrorKind::Configuration,
-            "the host name is not a valid TLS name",
-        )
-        .with_source(e)
-    })?;
-    let tls = TlsConnector::from(ep.tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            let certificate = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
-            let mut err = failed("TLS handshake failed", ep, e);
-            if certificate {
-                err = Error::new(
-                    ErrorKind::Certificate,
-                    format!("the certificate of {}:{} was refused", ep.host, ep.port),
-                );
-            }
-            err
-        })?;
-    let ended = std::sync::Arc::new(tokio::sync::Notify::new());
-    let tls = super::watched::Watched {
-        inner: tls,
-        ended: ended.clone(),
-    };
-    let mut conn = Connection::builder()
-        .container_id(format!("azure-iot-rs-service-{}", uuid::Uuid::new_v4()))
-        .hostname(ep.host.as_str())
-        .max_frame_size(65536)
-        .sasl_profile(SaslProfile::Anonymous)
-        .open_with_stream(tls)
-        .await
-        .map_err(|e| failed("AMQP open failed", ep, e))?;
-    let mut session = Session::begin(&mut conn)
-        .await
-        .map_err(|e| failed("AMQP begin failed", ep, e))?;
-    let suffix = uuid::Uuid::new_v4();
-    let tx = Sender::attach(&mut session, format!("cbs-sender-{suffix}"), "$cbs")
-        .await
-        .map_err(|e| failed("cannot attach to $cbs", ep, e))?;
-    let rx = Receiver::attach(&mut session, format!("cbs-receiver-{suffix}"), "$cbs")
-        .await
-        .map_err(|e| failed("cannot attach to $cbs", ep, e))?;
-    let mut cbs = Cbs { tx, rx };
+    let Connected {
+        conn,
+        mut session,
+        ended,
+    } = connect(&ep.host, ep.port, ep.tls.clone()).await?;
+    let mut cbs = Cbs::attach(&mut session).await?;
     let renew_at = put_token(ep, &mut cbs).await?;
     Ok(Opened {
         conn,

@@ -1,23 +1,16 @@
-//! The AMQP connection of the event reader: TCP, TLS, AMQP open with SASL ANONYMOUS, one
-//! session, CBS put-token (renewed before expiry by a task of its own), and `$management`
-//! READ of the event hub.
-//!
-//! Written here, privately, until the crate's shared AMQP connection module exists; it should
-//! fold into that module (TLS, SASL and CBS are the same for C2D and feedback).
+//! The AMQP connection of the event reader: the crate's shared opening (`crate::amqp`: TCP,
+//! TLS, AMQP open with SASL ANONYMOUS, one session) and CBS put-token, renewed before expiry
+//! by a task of its own, and `$management` READ of the event hub.
 
 use crate::{Error, ErrorKind, Result};
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::{Receiver, Sender};
-use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, MessageId, Properties};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
-use fe2o3_amqp::{Connection, Session};
 use iot_common::{SasToken, Secret};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// Where to connect and how to authorise.
 #[derive(Clone)]
@@ -101,39 +94,10 @@ pub(super) async fn open(ep: &Endpoint) -> Result<Opened> {
 }
 
 async fn open_inner(ep: &Endpoint) -> Result<Opened> {
-    let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-        .await
-        .map_err(|e| failed("cannot connect to the AMQP endpoint", ep, e))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| {
-        Error::new(
-            ErrorKind::Configuration,
-            "the host name is not a valid TLS name",
-        )
-        .with_source(e)
-    })?;
-    let tls = TlsConnector::from(ep.tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            let kind = if e.to_string().contains("certificate") {
-                ErrorKind::Certificate
-            } else {
-                ErrorKind::Connection
-            };
-            Error::new(kind, format!("TLS with {}:{} failed", ep.host, ep.port)).with_source(e)
-        })?;
-    let mut conn = Connection::builder()
-        .container_id(format!("iot-service-{}", uuid::Uuid::new_v4()))
-        .hostname(ep.host.as_str())
-        .sasl_profile(SaslProfile::Anonymous)
-        .open_with_stream(tls)
-        .await
-        .map_err(|e| failed("the AMQP open failed", ep, e))?;
-    let mut session = Session::begin(&mut conn)
-        .await
-        .map_err(|e| failed("the AMQP session could not begin", ep, e))?;
-    let mut cbs = RequestLinks::attach(&mut session, "$cbs", ep).await?;
+    let crate::amqp::Connected {
+        conn, mut session, ..
+    } = crate::amqp::connect(&ep.host, ep.port, ep.tls.clone()).await?;
+    let mut cbs = crate::amqp::Cbs::attach(&mut session).await?;
     put_token(&mut cbs, ep).await?;
     let renew_every = ep.token.ttl.mul_f64(0.85);
     let renewal_ep = ep.clone();
@@ -246,28 +210,9 @@ impl RequestLinks {
     }
 }
 
-async fn put_token(cbs: &mut RequestLinks, ep: &Endpoint) -> Result<()> {
-    let token = ep.token.sign(&ep.audience, &ep.host)?;
-    let app = ApplicationProperties::builder()
-        .insert("operation", SimpleValue::String("put-token".into()))
-        .insert(
-            "type",
-            SimpleValue::String("servicebus.windows.net:sastoken".into()),
-        )
-        .insert("name", SimpleValue::String(ep.audience.clone()))
-        .build();
-    let (status, description, _) = cbs.call(app, Value::String(token), ep).await?;
-    match status {
-        200..=299 => Ok(()),
-        401 | 403 => Err(Error::new(
-            ErrorKind::Unauthorized,
-            format!("the token was refused: {description}"),
-        )),
-        _ => Err(Error::new(
-            ErrorKind::Hub,
-            format!("put-token answered {status}: {description}"),
-        )),
-    }
+async fn put_token(cbs: &mut crate::amqp::Cbs, ep: &Endpoint) -> Result<()> {
+    let token = Secret::from(ep.token.sign(&ep.audience, &ep.host)?);
+    cbs.put_token(&ep.audience, &token, ep.timeout).await
 }
 
 /// `$management` READ of the event hub (`partition: None`) or of one partition: the
