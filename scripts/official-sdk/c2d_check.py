@@ -1,7 +1,8 @@
 """Cloud-to-device over AMQP with the official SDKs: azure-iot-hub 2.7
 (`IoTHubRegistryManager.send_c2d_message`, uamqp on port 5671 with SASL MSSBCBS and a CBS
 put-token) sends to the official Python device SDK (MQTT), which must receive the body and the
-application property; a send to an unknown device must raise. With the argument `ws` the
+application property, and then to this workspace's device client (the `receive_c2d` example,
+found in $PATH_EXAMPLES); a send to an unknown device must raise. With the argument `ws` the
 service uses AMQP over WebSockets (`TransportType.AmqpOverWebsocket`: port 443, uamqp's path
 `/$servicebus/websocket/`, sub-protocol AMQPWSB10).
 
@@ -12,8 +13,10 @@ Environment: IOTHUB_CONNECTION_STRING, IOTHUB_DEVICE_CONNECTION_STRING, IOTHUB_D
 IOTHUB_CA_CERT.
 """
 
+import json
 import os
 import queue
+import subprocess
 import sys
 import tempfile
 
@@ -64,4 +67,33 @@ try:
     del registry
 finally:
     device.shutdown()
+
+
+def to_rust_device():
+    """The same send, received by this workspace's device client (the `receive_c2d` example)."""
+    example = os.path.join(os.environ["PATH_EXAMPLES"], "receive_c2d")
+    rust = subprocess.Popen([example, "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        if rust.stdout.readline().strip() != "ready":
+            print("FAIL the rust device did not subscribe", flush=True)
+            return 1
+        registry = IoTHubRegistryManager.from_connection_string(
+            os.environ["IOTHUB_CONNECTION_STRING"], transport_type=transport
+        )
+        registry.send_c2d_message(DEVICE_ID, "hello rust", {"myprop": "v2", "messageId": "py-c2d-rs"})
+        del registry
+        got = json.loads(rust.stdout.readline() or "{}")
+        if got.get("body") == "hello rust" and got.get("properties", {}).get("myprop") == "v2" and got.get("message_id") == "py-c2d-rs":
+            print("PASS send_c2d_message delivered to the rust device client with myprop=v2 and the message id", flush=True)
+            return 0
+        print("FAIL the rust device got %r" % got, flush=True)
+        return 1
+    finally:
+        try:
+            rust.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rust.kill()
+
+
+failed += to_rust_device()
 sys.exit(1 if failed else 0)

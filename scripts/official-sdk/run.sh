@@ -102,11 +102,11 @@ run "python ProvisioningDeviceClient (individual + group) + IoTHubDeviceClient" 
 checks=$((checks + 2))
 run "python X.509 IoTHubDeviceClient (selfSigned, CA) + ProvisioningDeviceClient X.509" timeout 180 "$venv/bin/python" "$here/x509_check.py"
 checks=$((checks + 1))
-run "python send_c2d_message (AMQP, CBS) + python device" timeout 120 "$venv/bin/python" "$here/c2d_check.py"
+run "python send_c2d_message (AMQP, CBS) + python device + rust device" timeout 120 "$venv/bin/python" "$here/c2d_check.py"
 checks=$((checks + 1))
 run "python EventHubConsumerClient reads telemetry of the python device and the rust device" \
   timeout 240 "$venv/bin/python" "$here/eventhub_check.py"
-run "python send_c2d_message (AMQP over WebSockets) + python device" timeout 120 "$venv/bin/python" "$here/c2d_check.py" ws
+run "python send_c2d_message (AMQP over WebSockets) + python device + rust device" timeout 120 "$venv/bin/python" "$here/c2d_check.py" ws
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
 
 # The official Node SDKs (azure-iot-device-mqtt, azure-iothub), when Node is installed.
