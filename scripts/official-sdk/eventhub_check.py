@@ -1,6 +1,7 @@
 """Telemetry through the Event Hub-compatible endpoint with the official SDKs: the official
-Python device SDK (azure-iot-device, MQTT) and this workspace's device client (the
-`send_telemetry` example) send telemetry with properties; azure-eventhub 5.15's
+Python device SDK (azure-iot-device, MQTT), the official Node device SDK (azure-iot-device-mqtt,
+`node/send_telemetry.js`) and this workspace's device client (the `send_telemetry` example) send
+telemetry with properties; azure-eventhub 5.15's
 `EventHubConsumerClient`, given the emulator's Event Hub-compatible connection string and its CA
 (`connection_verify=`), must receive every message with its body, application properties, message
 id, content type and the hub's annotations, from the start (`-1`) and, for a second round, from
@@ -13,6 +14,7 @@ IOTHUB_DEVICE_ID, IOTHUB_CA_CERT, PATH_EXAMPLES.
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,6 +26,12 @@ from azure.iot.device import IoTHubDeviceClient, Message
 CA = os.environ["IOTHUB_CA_CERT"]
 DEVICE_ID = os.environ.get("IOTHUB_DEVICE_ID", "myDevice")
 EXAMPLE = os.path.join(os.environ["PATH_EXAMPLES"], "send_telemetry")
+# The official Node device SDK sends a third pair when its packages are installed (run.sh).
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE_SENDER = os.path.join(HERE, "node", "send_telemetry.js")
+if not (os.path.isdir(os.path.join(HERE, "node", "node_modules")) and shutil.which("node")):
+    print("(node or its packages missing: the Node device SDK's telemetry is not checked)")
+    NODE_SENDER = None
 failed = 0
 
 
@@ -48,6 +56,10 @@ def send_round(device, tag):
     device.disconnect()
     subprocess.run([EXAMPLE, "2", "rs-" + tag], check=True, timeout=60, stdout=subprocess.DEVNULL)
     ids += ["rs-%s-0" % tag, "rs-%s-1" % tag]
+    if NODE_SENDER:
+        subprocess.run(["node", NODE_SENDER, "2", "node-" + tag], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL)
+        ids += ["node-%s-0" % tag, "node-%s-1" % tag]
     return ids
 
 
@@ -103,7 +115,7 @@ try:
         if e is None:
             continue
         sp = e.system_properties
-        source = b"python" if mid.startswith("py") else b"rust"
+        source = {"py": b"python", "rs": b"rust", "node": b"node"}[mid.split("-")[0]]
         body = json.loads(e.body_as_str())
         ok = (sp.get(b"iothub-connection-device-id") == DEVICE_ID.encode()
               and sp.get(b"iothub-message-source") == b"Telemetry"

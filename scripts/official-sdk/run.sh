@@ -104,7 +104,7 @@ run "python X.509 IoTHubDeviceClient (selfSigned, CA) + ProvisioningDeviceClient
 checks=$((checks + 1))
 run "python send_c2d_message (AMQP, CBS) + python device + rust device" timeout 120 "$venv/bin/python" "$here/c2d_check.py"
 checks=$((checks + 1))
-run "python EventHubConsumerClient reads telemetry of the python device and the rust device" \
+run "python EventHubConsumerClient reads telemetry of the python, node and rust devices" \
   timeout 240 "$venv/bin/python" "$here/eventhub_check.py"
 run "python send_c2d_message (AMQP over WebSockets) + python device + rust device" timeout 120 "$venv/bin/python" "$here/c2d_check.py" ws
 if [ "$failed" != 0 ] && [ -f "$work/rs-queries.jsonl" ]; then diff "$work/py-queries.jsonl" "$work/rs-queries.jsonl" | head -20; fi
