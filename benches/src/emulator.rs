@@ -29,8 +29,13 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// The release emulator binary of this workspace, always brought up to date first (a stale
-/// binary would measure old code; cargo makes this a no-op when nothing changed).
+/// binary would measure old code; cargo makes this a no-op when nothing changed), or the
+/// binary `IOT_BENCH_EMULATOR` names (to compare an emulator built from another commit with
+/// the same benchmark code).
 pub fn emulator_binary() -> std::io::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("IOT_BENCH_EMULATOR") {
+        return Ok(PathBuf::from(path));
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = std::process::Command::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "iot-hub-emulator"])

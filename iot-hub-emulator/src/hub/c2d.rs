@@ -34,7 +34,7 @@ impl Hub {
             seq
         };
         if let Some(s) = self.session(device_id, None) {
-            let _ = s.tx.try_send(Outbound::C2dAvailable);
+            let _ = s.outbox.push(Outbound::C2dAvailable);
         }
         Ok(seq)
     }

@@ -78,7 +78,7 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         lock(&session.pending).insert(rid.clone(), tx);
         let payload = Bytes::from(request.payload.to_string());
-        let sent = session.tx.try_send(Outbound::Publish {
+        let sent = session.outbox.push(Outbound::Publish {
             topic: topic::method_request_topic(&request.method_name, &rid),
             payload,
         });

@@ -41,6 +41,7 @@ pub(crate) mod jobs;
 #[cfg(test)]
 mod lock_tests;
 mod methods;
+mod outbox;
 pub(crate) mod persistence;
 mod provisioning;
 mod query;
@@ -61,6 +62,7 @@ pub(crate) use durability::{Persistence, Receipt};
 pub use faults::FaultSettings;
 pub(crate) use faults::FaultState;
 pub(crate) use job_store::JobStore;
+pub(crate) use outbox::Refused;
 pub(crate) use session_store::{Outbound, SessionHandle, sub};
 pub use telemetry::TelemetryRecord;
 

@@ -2,12 +2,13 @@
 //! `clean_session=false` clients, each map behind its own lock.
 
 use super::close_signal::CloseSignal;
+use super::outbox::Outbox;
 use crate::locks::lock;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 /// What a connection task is asked to do.
 #[derive(Debug)]
@@ -34,7 +35,8 @@ pub(crate) struct SessionHandle {
     pub(crate) conn_id: u64,
     pub(crate) device_id: String,
     pub(crate) module_id: Option<String>,
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    /// What waits to be sent to the device (bounded; see [`Outbox`]).
+    pub(crate) outbox: Outbox,
     pub(crate) subs: AtomicU8,
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<MethodReply>>>,
     /// Closes the connection even when `tx` is full or the task is blocked writing.

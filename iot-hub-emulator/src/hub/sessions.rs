@@ -3,14 +3,13 @@
 //! a restart).
 
 use super::persistence::Kind;
-use super::{Hub, Outbound, SessionHandle};
+use super::{Hub, Outbound, Refused, SessionHandle};
 use crate::clock::now_timestamp;
 use crate::locks::lock;
 use bytes::Bytes;
 use iot_common::twin::ConnectionState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use tokio::sync::mpsc;
 
 impl Hub {
     /// Hands one persistent MQTT session's subscriptions to the store (`None`: forget it).
@@ -44,7 +43,6 @@ impl Hub {
         &self,
         device_id: &str,
         module_id: Option<&str>,
-        tx: mpsc::Sender<Outbound>,
         clean_session: bool,
     ) -> (Arc<SessionHandle>, bool) {
         let client_id = iot_common::mqtt::client_id(device_id, module_id);
@@ -66,7 +64,7 @@ impl Hub {
             conn_id: self.sessions.next_conn_id(),
             device_id: device_id.to_owned(),
             module_id: module_id.map(str::to_owned),
-            tx,
+            outbox: Default::default(),
             subs: AtomicU8::new(restored.unwrap_or(0)),
             pending: Default::default(),
             close: Default::default(),
@@ -83,6 +81,7 @@ impl Hub {
 
     /// Removes a connection (if it is still the current one for its identity).
     pub(crate) fn unregister_session(&self, handle: &Arc<SessionHandle>, clean_session: bool) {
+        handle.outbox.close();
         let client_id = handle.client_id();
         let removed = {
             let mut sessions = lock(&self.sessions.live);
@@ -191,9 +190,9 @@ impl Hub {
         if !session.subscribed(bit) {
             return false;
         }
-        match session.tx.try_send(Outbound::Publish { topic, payload }) {
+        match session.outbox.push(Outbound::Publish { topic, payload }) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 tracing::warn!(
                     device_id = %session.device_id,
                     "closing a connection that does not keep up with its notifications"
@@ -203,7 +202,7 @@ impl Hub {
                     .close("the device did not keep up with its notifications");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::Closed) => false,
         }
     }
 }

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::wire::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET, farewell, refuse};
@@ -26,6 +26,15 @@ use super::wire::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET, farewell, refuse};
 const MAX_SUBSCRIPTIONS: u32 = 5;
 /// Unacknowledged cloud-to-device messages in flight per connection.
 const C2D_IN_FLIGHT: usize = 10;
+
+/// Closes a session's outbox when its connection task ends, however it ends.
+struct CloseOutbox(Arc<SessionHandle>);
+
+impl Drop for CloseOutbox {
+    fn drop(&mut self) {
+        self.0.outbox.close();
+    }
+}
 
 enum Flow {
     Continue,
@@ -85,16 +94,34 @@ fn connect_protocol_level(buf: &[u8]) -> Option<u8> {
 
 /// Serves one device connection until it closes. `peer` is the client certificate chain of
 /// its TLS handshake (empty when none was presented).
-pub(crate) async fn serve<S>(
+///
+/// Not an `async fn`: the stream goes into `split`'s shared half here, so that the future
+/// (allocated once per connection, for its whole life) does not keep a second, moved-from
+/// slot the size of a TLS stream (1.2 KB).
+pub(crate) fn serve<S>(
     hub: Arc<Hub>,
     stream: S,
+    peer: PeerChain,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    serve_halves(hub, rd, wr, peer, shutdown)
+}
+
+async fn serve_halves<S>(
+    hub: Arc<Hub>,
+    mut rd: ReadHalf<S>,
+    mut wr: WriteHalf<S>,
     peer: PeerChain,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut inbuf = BytesMut::with_capacity(1024);
+    // A CONNECT with a SAS token fits; bigger packets grow it.
+    let mut inbuf = BytesMut::with_capacity(512);
     let mut out = BytesMut::with_capacity(256);
     let connect = match tokio::time::timeout(
         crate::limits::MQTT_CONNECT_TIMEOUT,
@@ -122,7 +149,19 @@ pub(crate) async fn serve<S>(
     // DPS shares the port: its user names are `{scope}/registrations/{id}/api-version=…`.
     if let Some(names) = username.and_then(iot_common::provisioning::topics::parse_username) {
         let (scope, id) = (names.0.to_owned(), names.1.to_owned());
-        super::dps::serve(hub, connect, (&scope, &id), peer, rd, wr, inbuf, shutdown).await;
+        // Boxed: the provisioning exchange's state (2.5 KB) would otherwise be reserved in
+        // every hub connection's future.
+        Box::pin(super::dps::serve(
+            hub,
+            connect,
+            (&scope, &id),
+            peer,
+            rd,
+            wr,
+            inbuf,
+            shutdown,
+        ))
+        .await;
         return;
     }
     let identity: DeviceIdentity = match hub.authenticate(
@@ -138,13 +177,13 @@ pub(crate) async fn serve<S>(
             return;
         }
     };
-    let (tx, mut rx) = mpsc::channel(256);
     let (session, present) = hub.register_session(
         &identity.device_id,
         identity.module_id.as_deref(),
-        tx,
         connect.clean_session,
     );
+    // Pushes to this connection fail once it is gone, also if this task panics.
+    let _outbox = CloseOutbox(session.clone());
     if let Some(model_id) = &identity.model_id {
         hub.set_model_id(&identity.device_id, identity.module_id.as_deref(), model_id);
     }
@@ -225,12 +264,11 @@ pub(crate) async fn serve<S>(
                 }
                 idle.as_mut().reset(Instant::now() + keep_alive);
             }
-            cmd = rx.recv() => match cmd {
-                Some(Outbound::Publish { topic, payload }) => {
+            cmd = session.outbox.recv() => match cmd {
+                Outbound::Publish { topic, payload } => {
                     conn.write_publish(topic, payload, QoS::AtMostOnce);
                 }
-                Some(Outbound::C2dAvailable) => conn.pull_c2d(),
-                None => break 'conn Flow::Close("closed by the hub"),
+                Outbound::C2dAvailable => conn.pull_c2d(),
             },
             why = session.close.closed() => break 'conn Flow::Close(why),
             () = &mut expiry => break 'conn Flow::Close("token expired"),
