@@ -48,9 +48,12 @@ pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// A batch stays open while changes keep arriving at least this often…
-const GATHER_IDLE: Duration = Duration::from_micros(100);
-/// …and at most this long: the most a change waits before its commit starts.
-const GATHER_MAX: Duration = Duration::from_millis(1);
+const GATHER_IDLE: Duration = Duration::from_micros(50);
+/// …and at most this long: the most a change waits before its commit starts. On a quiet
+/// 2-core machine (fsync ≈ 0.25 ms) 150 µs gave the most reported patches per second with 64
+/// callers: 1 ms made every commit wait out the whole window (24 000/s against 35 000/s);
+/// no window at all committed the first of the next burst alone.
+const GATHER_MAX: Duration = Duration::from_micros(150);
 /// Commits between two checkpoints: the WAL holds at most this many commits' pages.
 const CHECKPOINT_EVERY: u32 = 32;
 /// At shutdown a failing commit is retried this many times before the pending changes are
