@@ -309,6 +309,10 @@ impl Pump {
             return false;
         }
         self.closing = true;
+        // Acknowledgements the application already earned (a C2D message it took just before
+        // closing) go out first: rumqttc writes requests in order, and nothing after the
+        // DISCONNECT. Without this, a close seen after an event skipped the loop's flush.
+        self.flush();
         self.client.try_disconnect().is_ok()
     }
 

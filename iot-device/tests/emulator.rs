@@ -611,3 +611,40 @@ async fn status_changes_is_a_stream_that_ends_with_the_client() {
         "{seen:?}"
     );
 }
+
+/// A message taken right before `close` is acknowledged before the client disconnects: the
+/// hub records its delivery (`Success` feedback) and never redelivers it. Two workers, so the
+/// application's close can land while the connection task is busy with another event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c2d_message_taken_just_before_close_is_acknowledged() {
+    let hub = hub().await;
+    let cs = hub.hub().create_device("ack-close").unwrap();
+    const ROUNDS: usize = 30;
+    for round in 0..ROUNDS {
+        let client = DeviceClient::from_connection_string(&cs, options(&hub))
+            .await
+            .unwrap();
+        let mut inbox = client.c2d_messages().await.unwrap();
+        let mut properties = MessageProperties::new().message_id(format!("m{round}"));
+        properties.ack = Some("full".into());
+        hub.hub().send_c2d("ack-close", "x", properties).unwrap();
+        let got = tokio::time::timeout(WAIT, inbox.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.properties.message_id.as_deref(),
+            Some(format!("m{round}").as_str()),
+            "a message taken before an earlier close came back"
+        );
+        drop(inbox);
+        client.close().await.unwrap();
+        let delivered = tokio::time::timeout(WAIT, async {
+            while hub.hub().pending_feedback() < round + 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(delivered.is_ok(), "round {round}: no Success feedback");
+    }
+}
